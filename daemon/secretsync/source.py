@@ -1,0 +1,232 @@
+"""Secrets Manager adapter: the only module that talks to AWS.
+
+One aioboto3 client lives as long as the daemon. ``current_version`` costs one
+DescribeSecret; ``fetch`` costs one GetSecretValue pinned to the exact
+VersionId that was seen as AWSCURRENT, so a rotation between the two calls
+cannot mix versions. Errors come out as :class:`SourceError`, classified
+transient (retry with backoff) or permanent (retry at the normal interval).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import aioboto3
+import aiohttp
+from aiobotocore.config import AioConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+)
+
+from secretsync.render import SecretValue
+
+# Error codes worth retrying soon; anything else from the API is permanent
+# (not found, access denied, marked for deletion, decryption failure, …).
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "InternalServiceError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "ExpiredTokenException",
+        "IDPCommunicationError",
+    }
+)
+THROTTLE_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+
+RequestObserver = Callable[[str, str], None]
+"""Called once per real HTTP attempt (retries included) with (operation, outcome)."""
+
+
+class SourceError(Exception):
+    """A Secrets Manager call failed. ``code`` is short and label-safe; no secret values."""
+
+    def __init__(self, secret_id: str, code: str, message: str, *, transient: bool) -> None:
+        super().__init__(f"secret {secret_id!r}: {code}: {message}")
+        self.secret_id = secret_id
+        self.code = code
+        self.transient = transient
+
+
+def classify(secret_id: str, exc: BaseException) -> SourceError:
+    """Turn a botocore/aiohttp exception into a SourceError (transient or permanent)."""
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "ClientError")
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        transient = code in TRANSIENT_CODES or status >= 500
+        return SourceError(secret_id, code, str(error.get("Message") or code), transient=transient)
+    if isinstance(exc, NoCredentialsError):
+        return SourceError(secret_id, "NoCredentials", str(exc), transient=False)
+    if isinstance(exc, HTTPClientError | aiohttp.ClientError | asyncio.TimeoutError | OSError):
+        message = str(exc) or type(exc).__name__
+        return SourceError(secret_id, "ConnectionError", message, transient=True)
+    if isinstance(exc, BotoCoreError):
+        return SourceError(secret_id, type(exc).__name__, str(exc), transient=False)
+    return SourceError(secret_id, type(exc).__name__, "unexpected error", transient=True)
+
+
+class SecretsSource:
+    """Async Secrets Manager client. Construct, then ``async with`` (or ``start``/``close``).
+
+    ``region`` and ``endpoint_url`` override the default chain; credentials always
+    come from the default chain (env, web identity/IRSA, ECS task role, instance
+    profile). At most ``max_concurrency`` requests are in flight at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        max_concurrency: int = 8,
+        max_attempts: int = 3,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 10.0,
+        on_request: RequestObserver | None = None,
+    ) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.max_attempts = max_attempts
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.on_request = on_request
+        self.describe_calls = 0
+        self.fetch_calls = 0
+        self._max_concurrency = max_concurrency
+        self._semaphore: asyncio.Semaphore | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"SecretsSource(region={self.region!r}, endpoint_url={self.endpoint_url!r}, "
+            f"describe_calls={self.describe_calls}, fetch_calls={self.fetch_calls})"
+        )
+
+    async def start(self) -> None:
+        """Create the client. Raises SourceError("NoRegion") when no region can be found."""
+        if self._client is not None:
+            return
+        config = AioConfig(
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            connect_timeout=self.connect_timeout_s,
+            read_timeout=self.read_timeout_s,
+            max_pool_connections=self._max_concurrency,
+            user_agent_extra="secretsync",
+        )
+        stack = contextlib.AsyncExitStack()
+        try:
+            self._client = await stack.enter_async_context(
+                aioboto3.Session().client(
+                    "secretsmanager",
+                    region_name=self.region,
+                    endpoint_url=self.endpoint_url,
+                    config=config,
+                )
+            )
+        except NoRegionError:
+            await stack.aclose()
+            raise SourceError(
+                "-", "NoRegion", "set aws.region, AWS_REGION or AWS_DEFAULT_REGION", transient=False
+            ) from None
+        self._stack = stack
+        self._semaphore = asyncio.Semaphore(self._max_concurrency)
+        if self.on_request is not None:
+            self._client.meta.events.register("needs-retry.secrets-manager", self._observe)
+
+    async def close(self) -> None:
+        """Close the client and its connection pool; safe to call twice."""
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def __aenter__(self) -> SecretsSource:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _observe(self, **kwargs: Any) -> None:
+        # Fires once per HTTP attempt, before botocore decides whether to retry.
+        assert self.on_request is not None
+        operation = getattr(kwargs.get("operation"), "name", "unknown")
+        if kwargs.get("caught_exception") is not None:
+            outcome = "error"
+        else:
+            http, parsed = kwargs.get("response") or (None, None)
+            error: dict[str, Any] = (parsed or {}).get("Error") or {}
+            code = error.get("Code")
+            status = getattr(http, "status_code", 200)
+            if code in THROTTLE_CODES or status == 429:
+                outcome = "throttled"
+            elif status >= 400 or code:
+                outcome = "error"
+            else:
+                outcome = "ok"
+        self.on_request(operation, outcome)
+
+    async def _call(self, secret_id: str, operation: str, **params: str) -> dict[str, Any]:
+        if self._client is None or self._semaphore is None:
+            raise RuntimeError("SecretsSource used before start()")
+        async with self._semaphore:
+            try:
+                result: dict[str, Any] = await getattr(self._client, operation)(**params)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                raise classify(secret_id, exc) from None
+        return result
+
+    async def current_version(self, secret_id: str) -> str:
+        """The VersionId staged AWSCURRENT (one DescribeSecret). Raises SourceError."""
+        self.describe_calls += 1
+        resp = await self._call(secret_id, "describe_secret", SecretId=secret_id)
+        if resp.get("DeletedDate") is not None:
+            raise SourceError(
+                secret_id, "SecretDeleted", "secret is scheduled for deletion", transient=False
+            )
+        for version_id, stages in (resp.get("VersionIdsToStages") or {}).items():
+            if "AWSCURRENT" in stages:
+                return str(version_id)
+        raise SourceError(
+            secret_id, "NoCurrentVersion", "no version is staged AWSCURRENT", transient=False
+        )
+
+    async def fetch(self, secret_id: str, version_id: str) -> SecretValue:
+        """GetSecretValue pinned to ``version_id``. Raises SourceError."""
+        self.fetch_calls += 1
+        resp = await self._call(
+            secret_id, "get_secret_value", SecretId=secret_id, VersionId=version_id
+        )
+        binary = resp.get("SecretBinary")
+        return SecretValue(
+            secret_id=secret_id,
+            version_id=str(resp.get("VersionId") or version_id),
+            text=resp.get("SecretString"),
+            binary=bytes(binary) if binary is not None else None,
+        )

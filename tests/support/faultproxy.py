@@ -1,0 +1,132 @@
+"""A small HTTP proxy in front of moto that counts requests and injects faults for real.
+
+It runs its own event loop in a thread so both sync and async tests can use it.
+Faults are real from the client's point of view: throttling and 5xx answers
+come back over HTTP; ``down()`` closes the listening socket so connections are
+refused until ``up()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import socket
+import threading
+from typing import Literal
+
+import aiohttp
+from aiohttp import web
+
+Fault = Literal["none", "throttle", "error500"]
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.fetched_versions: list[tuple[str, str | None]] = []
+        self.fault: Fault = "none"
+        self.faults_served = 0
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._session: aiohttp.ClientSession | None = None
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def count(self, operation: str) -> int:
+        with self._lock:
+            return self.counts[operation]
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.fetched_versions.clear()
+
+    def _call(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        self._call(self._start())
+        return self
+
+    async def _start(self) -> None:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await self._up()
+
+    async def _up(self) -> None:
+        assert self._runner is not None
+        self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await self._site.start()
+
+    async def _down(self) -> None:
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+
+    def down(self) -> None:
+        """Stop listening: new connections are refused."""
+        self._call(self._down())
+
+    def up(self) -> None:
+        self._call(self._up())
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+            if self._session is not None:
+                await self._session.close()
+
+        self._call(_stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        target = request.headers.get("X-Amz-Target", "")
+        operation = target.rpartition(".")[2] or request.path
+        with self._lock:
+            self.counts[operation] += 1
+            if operation == "GetSecretValue":
+                self.fetched_versions.append((operation, json.loads(body).get("VersionId")))
+            fault = self.fault
+            if fault != "none":
+                self.faults_served += 1
+        if fault == "throttle":
+            return web.json_response(
+                {"__type": "ThrottlingException", "message": "Rate exceeded"},
+                status=400,
+                content_type="application/x-amz-json-1.1",
+            )
+        if fault == "error500":
+            return web.json_response(
+                {"__type": "InternalServiceError", "message": "injected"},
+                status=500,
+                content_type="application/x-amz-json-1.1",
+            )
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in {"host"}}
+        async with self._session.request(
+            request.method, self.upstream + request.path_qs, headers=headers, data=body
+        ) as upstream:
+            payload = await upstream.read()
+            out_headers = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in {"content-length", "transfer-encoding", "connection"}
+            }
+            return web.Response(body=payload, status=upstream.status, headers=out_headers)

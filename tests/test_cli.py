@@ -1,0 +1,105 @@
+"""The command line end to end: real subprocesses against moto over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+from tests.conftest import (
+    CANARY_PASSWORD,
+    CANARY_SR_SECRET,
+    KAFKA_ID,
+    Moto,
+    example_config,
+    kafka_secret,
+    run_cli,
+    sr_secret,
+    write_yaml,
+)
+from tests.support.faultproxy import FaultProxy
+from tests.support.java import JavaProperties
+from tests.support.wait import wait_until
+
+
+def test_once_writes_every_example_output_as_java_reads_it(
+    moto: Moto, tmp_path: Path, java: JavaProperties
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
+
+    result = run_cli("once", "-c", str(cfg))
+
+    assert result.returncode == 0, result.stderr
+    static = {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert java.load(out / "client.properties") == {**kafka_secret(), **static}
+    assert java.load(out / "schema-registry.properties") == sr_secret()
+    assert java.load(out / "combined.properties") == {**kafka_secret(), **sr_secret(), **static}
+    for name in ("client.properties", "schema-registry.properties", "combined.properties"):
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600
+    for text in (result.stdout, result.stderr):
+        assert CANARY_PASSWORD not in text and CANARY_SR_SECRET not in text
+
+
+def test_once_exits_1_when_the_service_is_down_and_writes_nothing(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    proxy.down()
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, proxy.url))
+
+    result = run_cli("once", "-c", str(cfg))
+
+    assert result.returncode == 1
+    assert not out.exists()
+    assert "secret_check_failed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_once_dry_run_masks_every_value_and_writes_nothing(moto: Moto, tmp_path: Path) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
+
+    result = run_cli("once", "--dry-run", "-c", str(cfg))
+
+    assert result.returncode == 0, result.stderr
+    assert not out.exists()
+    assert f"{out / 'client.properties'} (properties, mode 0600): would write" in result.stdout
+    assert "  sasl.jaas.config=********" in result.stdout
+    assert "  security.protocol=********" in result.stdout
+    for value in [*kafka_secret().values(), *sr_secret().values(), "SASL_SSL"]:
+        assert value not in result.stdout + result.stderr
+
+
+def test_run_follows_a_rotation_and_keeps_the_mode(
+    moto: Moto, tmp_path: Path, java: JavaProperties, start_daemon
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    data = example_config(out, moto.url, poll={"interval": "200ms", "jitter": 0})
+    data["outputs"][0]["mode"] = "0640"
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg)
+    kafka_file = out / "client.properties"
+    wait_until(kafka_file.exists, 20, "first sync")
+
+    moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-rotated-91b"))
+
+    wait_until(
+        lambda: "CANARY-rotated-91b" in java.load(kafka_file)["sasl.jaas.config"],
+        20,
+        "rotated value in the file",
+    )
+    assert stat.S_IMODE(os.stat(kafka_file).st_mode) == 0o640
+    assert daemon.stop(signal.SIGTERM) < 5
+    assert daemon.proc.returncode == 0
+    log = daemon.log_path.read_text()
+    assert "Traceback" not in log
+    for canary in (CANARY_PASSWORD, CANARY_SR_SECRET, "CANARY-rotated-91b"):
+        assert canary not in log
+    assert daemon.has_event("secret_changed", secret=KAFKA_ID)
+    assert daemon.has_event("stopped")
