@@ -25,6 +25,9 @@ from botocore.exceptions import (
     NoCredentialsError,
     NoRegionError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 
 from secretsync.render import SecretValue
 
@@ -76,7 +79,14 @@ def classify(secret_id: str, exc: BaseException) -> SourceError:
         return SourceError(secret_id, code, str(error.get("Message") or code), transient=transient)
     if isinstance(exc, NoCredentialsError):
         return SourceError(secret_id, "NoCredentials", str(exc), transient=False)
-    if isinstance(exc, HTTPClientError | aiohttp.ClientError | asyncio.TimeoutError | OSError):
+    if isinstance(
+        exc,
+        HTTPClientError
+        | BotoConnectionError
+        | aiohttp.ClientError
+        | asyncio.TimeoutError
+        | OSError,
+    ):
         message = str(exc) or type(exc).__name__
         return SourceError(secret_id, "ConnectionError", message, transient=True)
     if isinstance(exc, BotoCoreError):
@@ -98,7 +108,7 @@ class SecretsSource:
         region: str | None = None,
         endpoint_url: str | None = None,
         max_concurrency: int = 8,
-        max_attempts: int = 3,
+        max_attempts: int = 3,  # total HTTP attempts per call, the first included
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 10.0,
         on_request: RequestObserver | None = None,
@@ -127,7 +137,7 @@ class SecretsSource:
         if self._client is not None:
             return
         config = AioConfig(
-            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.max_attempts},
             connect_timeout=self.connect_timeout_s,
             read_timeout=self.read_timeout_s,
             max_pool_connections=self._max_concurrency,

@@ -1,0 +1,85 @@
+"""source.py: the Secrets Manager adapter against a real moto server over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+
+from secretsync.source import SecretsSource, SourceError
+from tests.conftest import REGION, Moto
+from tests.support.faultproxy import FaultProxy
+
+
+async def test_current_version_and_pinned_fetch(moto: Moto) -> None:
+    v1 = moto.create("app/one", {"k": "1"})
+    v2 = moto.rotate("app/one", {"k": "2"})
+    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+        assert await source.current_version("app/one") == v2
+        old = await source.fetch("app/one", v1)
+        new = await source.fetch("app/one", v2)
+    assert (old.version_id, old.text) == (v1, '{"k": "1"}')
+    assert (new.version_id, new.text) == (v2, '{"k": "2"}')
+    assert (source.describe_calls, source.fetch_calls) == (1, 2)
+
+
+async def test_not_found_is_permanent(moto: Moto) -> None:
+    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+        with pytest.raises(SourceError) as info:
+            await source.current_version("nope")
+    assert info.value.code == "ResourceNotFoundException"
+    assert not info.value.transient
+
+
+async def test_deleted_secret_is_permanent(moto: Moto) -> None:
+    moto.create("gone", {"k": "CANARY-deleted"})
+    moto.client.delete_secret(SecretId="gone", RecoveryWindowInDays=7)
+    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+        with pytest.raises(SourceError) as info:
+            await source.current_version("gone")
+    assert info.value.code == "SecretDeleted" and not info.value.transient
+    assert "CANARY" not in str(info.value)
+
+
+async def test_connection_refused_is_transient(moto: Moto, proxy: FaultProxy) -> None:
+    proxy.down()
+    async with SecretsSource(
+        region=REGION, endpoint_url=proxy.url, max_attempts=1, connect_timeout_s=1
+    ) as source:
+        with pytest.raises(SourceError) as info:
+            await source.current_version("any")
+    assert info.value.code == "ConnectionError" and info.value.transient
+
+
+async def test_throttling_is_transient_and_every_attempt_is_observed(
+    moto: Moto, proxy: FaultProxy
+) -> None:
+    moto.create("t", {"k": "1"})
+    proxy.fault = "throttle"
+    seen: list[tuple[str, str]] = []
+    async with SecretsSource(
+        region=REGION, endpoint_url=proxy.url, max_attempts=3, on_request=lambda *a: seen.append(a)
+    ) as source:
+        with pytest.raises(SourceError) as info:
+            await source.current_version("t")
+    assert info.value.code == "ThrottlingException" and info.value.transient
+    assert seen == [("DescribeSecret", "throttled")] * 3
+    assert proxy.count("DescribeSecret") == 3
+
+
+async def test_server_errors_are_transient(moto: Moto, proxy: FaultProxy) -> None:
+    proxy.fault = "error500"
+    async with SecretsSource(region=REGION, endpoint_url=proxy.url, max_attempts=1) as source:
+        with pytest.raises(SourceError) as info:
+            await source.current_version("t")
+    assert info.value.transient
+
+
+async def test_missing_region_is_reported(monkeypatch: pytest.MonkeyPatch, moto: Moto) -> None:
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    source = SecretsSource(endpoint_url=None)
+    with pytest.raises(SourceError, match="NoRegion"):
+        await source.start()
+
+
+def test_repr_has_counters() -> None:
+    assert "describe_calls=0" in repr(SecretsSource(region=REGION))
