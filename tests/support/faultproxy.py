@@ -18,7 +18,7 @@ from typing import Literal
 import aiohttp
 from aiohttp import web
 
-Fault = Literal["none", "throttle", "error500"]
+Fault = Literal["none", "throttle", "error500", "hang"]
 
 
 class FaultProxy:
@@ -34,6 +34,8 @@ class FaultProxy:
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._released: asyncio.Event | None = None
+        self.is_down = False
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -61,9 +63,10 @@ class FaultProxy:
 
     async def _start(self) -> None:
         self._session = aiohttp.ClientSession(auto_decompress=False)
+        self._released = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._runner.setup()
         await self._up()
 
@@ -78,14 +81,18 @@ class FaultProxy:
             self._site = None
 
     def down(self) -> None:
-        """Stop listening: new connections are refused."""
+        """Stop listening: new connections are refused, kept-alive ones are reset."""
+        self.is_down = True
         self._call(self._down())
 
     def up(self) -> None:
         self._call(self._up())
+        self.is_down = False
 
     def stop(self) -> None:
         async def _stop() -> None:
+            if self._released is not None:
+                self._released.set()
             if self._runner is not None:
                 await self._runner.cleanup()
             if self._session is not None:
@@ -96,6 +103,9 @@ class FaultProxy:
         self._thread.join(timeout=5)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if self.is_down and request.transport is not None:
+            request.transport.abort()  # a kept-alive connection sees a reset, as in an outage
+            raise ConnectionResetError("proxy is down")
         body = await request.read()
         target = request.headers.get("X-Amz-Target", "")
         operation = target.rpartition(".")[2] or request.path
@@ -106,6 +116,11 @@ class FaultProxy:
             fault = self.fault
             if fault != "none":
                 self.faults_served += 1
+        if fault == "hang":
+            # until the client gives up or the proxy stops
+            assert self._released is not None
+            await self._released.wait()
+            raise web.HTTPServiceUnavailable()
         if fault == "throttle":
             return web.json_response(
                 {"__type": "ThrottlingException", "message": "Rate exceeded"},
