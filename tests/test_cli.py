@@ -103,3 +103,39 @@ def test_run_follows_a_rotation_and_keeps_the_mode(
         assert canary not in log
     assert daemon.has_event("secret_changed", secret=KAFKA_ID)
     assert daemon.has_event("stopped")
+
+
+def test_sigint_stops_cleanly_and_a_second_one_forces_exit(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path, start_daemon
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
+    daemon = start_daemon(cfg)
+    wait_until(lambda: (out / "combined.properties").exists(), 20, "first sync")
+    assert daemon.stop(signal.SIGINT) < 5
+    assert daemon.proc.returncode == 0
+    assert "Traceback" not in daemon.log_path.read_text()
+
+    # a daemon stuck on a hanging backend: first SIGINT asks, second one forces
+    proxy.fault = "hang"
+    cfg2 = write_yaml(tmp_path / "hang.yaml", example_config(tmp_path / "out2", proxy.url))
+    stuck = start_daemon(cfg2)
+    wait_until(lambda: proxy.count("DescribeSecret") >= 1, 20, "a hanging request")
+    stuck.proc.send_signal(signal.SIGINT)
+    wait_until(lambda: stuck.has_event("shutdown_requested"), 10, "shutdown to begin")
+    stuck.proc.send_signal(signal.SIGINT)
+    stuck.proc.wait(timeout=5)
+    assert stuck.has_event("shutdown_forced")
+    assert stuck.proc.returncode == 130
+    assert "Traceback" not in stuck.log_path.read_text()
+
+
+def test_log_format_and_level_options(moto: Moto, tmp_path: Path) -> None:
+    moto.seed_use_case()
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(tmp_path / "out", moto.url))
+    result = run_cli("once", "-c", str(cfg), "--log-format", "json", "--log-level", "warning")
+    assert result.returncode == 0
+    assert result.stderr == ""  # info lines filtered
+    result = run_cli("--log-format", "console", "once", "-c", str(cfg))
+    assert "poll_cycle" in result.stderr and not result.stderr.startswith("{")
