@@ -17,7 +17,14 @@ from pathlib import Path
 
 from secretsync import __version__, logs
 from secretsync.agent import Agent, PlannedOutput
-from secretsync.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from secretsync.config import (
+    DEFAULT_CONFIG_PATH,
+    Config,
+    ConfigError,
+    load_config,
+    parse_duration,
+)
+from secretsync.demo import run_demo
 from secretsync.metrics import Metrics
 from secretsync.source import SecretsSource, SourceError
 
@@ -75,6 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--no-notify", action="store_true", help="do not tell dependent processes")
 
     sub.add_parser("check", parents=[common, with_config], help="validate the config and exit")
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="the whole loop against an embedded local Secrets Manager (no AWS account)",
+    )
+    demo.add_argument("--dir", type=Path, default=Path("secretsync-demo"), help="work directory")
+    demo.add_argument(
+        "--rotate-every", type=parse_duration, default=15.0, help="rotation period (default 15s)"
+    )
+    demo.add_argument("--port", type=int, default=9464, help="metrics port on 127.0.0.1")
     return parser
 
 
@@ -87,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen subcommand and return its exit code."""
+    if args.command == "demo":
+        return run_demo(args.dir, rotate_every_s=args.rotate_every, port=args.port)
     config_path = Path(getattr(args, "config", None) or _default_config())
     try:
         config = load_config(config_path)

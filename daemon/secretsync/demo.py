@@ -1,0 +1,338 @@
+"""`secretsync demo`: the whole loop on a laptop, with no AWS account.
+
+Starts an embedded Secrets Manager (moto's threaded server on a free loopback
+port) seeded with the two Confluent-style secrets, writes a demo sync.yaml
+based on sync.yaml.example, starts a stand-in "Java app" that reloads on
+SIGHUP, runs the real daemon (``secretsync run``, the same code path as
+production) and rotates a secret every few seconds, printing a timeline:
+rotated → file rewritten → app signalled, with the measured latency.
+Everything it starts is stopped on Ctrl-C. It only ever talks to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
+SR_ID = "/confluent_cloud_resource/schema_registry_cluster/java_client"
+REGION = "us-east-1"
+# Dummy credentials: the embedded emulator accepts anything, and setting them
+# here means the demo never picks up (or needs) a real AWS profile.
+DEMO_ENV = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_SESSION_TOKEN": "demo",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+MISSING_MOTO = (
+    "secretsync demo needs the embedded Secrets Manager emulator (moto).\n"
+    "Install it with:  pip install 'secretsync[demo]'   (or run `make demo` in the repository)"
+)
+
+
+class DemoError(Exception):
+    """The demo cannot start; the message says why and what to do."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C arrived while the demo was waiting for something."""
+
+
+def kafka_value() -> dict[str, str]:
+    key, secret = secrets.token_hex(8).upper(), secrets.token_urlsafe(24)
+    return {
+        "sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{key}" password="{secret}";'
+        ),
+        "bootstrap.servers": "pkc-demo1.us-east-1.aws.confluent.cloud:9092",
+    }
+
+
+def sr_value() -> dict[str, str]:
+    key, secret = secrets.token_hex(8).upper(), secrets.token_urlsafe(24)
+    return {
+        "basic.auth.credentials.source": "USER_INFO",
+        "basic.auth.user.info": f"{key}:{secret}",
+        "schema.registry.url": "https://psrc-demo1.us-east-1.aws.confluent.cloud",
+    }
+
+
+def example_path() -> Path:
+    """sync.yaml.example: inside the wheel, or at the root of a source checkout."""
+    packaged = Path(__file__).with_name("sync.yaml.example")
+    return packaged if packaged.exists() else Path(__file__).parents[2] / "sync.yaml.example"
+
+
+def demo_config(directory: Path, endpoint: str, port: int, interval_s: float) -> dict[str, Any]:
+    """The example config moved under ``directory/out`` and pointed at the emulator."""
+    data: dict[str, Any] = yaml.safe_load(example_path().read_text())
+    data["aws"] = {"region": REGION, "endpoint_url": endpoint}
+    data["poll"] = {"interval": f"{interval_s}s", "jitter": 0.1}
+    data["settle"] = "500ms"
+    data["metrics"] = {"listen": f"127.0.0.1:{port}"}
+    for out in data["outputs"]:
+        out["path"] = str(directory / "out" / Path(out["path"]).name)
+    data["notify"] = {"kafka-app": {"signal": "SIGHUP", "pidfile": str(directory / "app.pid")}}
+    return data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class _Child:
+    name: str
+    proc: subprocess.Popen[str]
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=timeout_s)
+
+
+class Demo:
+    """Owns the emulator, the stand-in app and the daemon; ``run()`` until interrupted."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        rotate_every_s: float = 15.0,
+        port: int = 9464,
+        out: TextIO | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.stop = stop or threading.Event()
+        self.directory = directory.resolve()
+        self.rotate_every_s = rotate_every_s
+        self.port = port
+        self.out = out or sys.stdout
+        self.rotations = 0
+        self._children: list[_Child] = []
+        self._server: Any = None
+        self._client: Any = None
+        self._app_lines: queue.Queue[tuple[float, str]] = queue.Queue()
+
+    def __repr__(self) -> str:
+        return f"Demo(directory={str(self.directory)!r}, rotations={self.rotations})"
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # -- start-up ----------------------------------------------------------------------
+
+    def _start_emulator(self) -> str:
+        try:
+            # optional extra: imported only when the demo runs
+            import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
+            from moto.server import ThreadedMotoServer  # noqa: PLC0415
+        except ImportError:
+            raise DemoError(MISSING_MOTO) from None
+        os.environ.update(DEMO_ENV)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
+        port = _free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._server.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        self._client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
+        self._client.create_secret(Name=KAFKA_ID, SecretString=json.dumps(kafka_value()))
+        self._client.create_secret(Name=SR_ID, SecretString=json.dumps(sr_value()))
+        self.say(f"● local Secrets Manager on {endpoint} with 2 secrets:")
+        self.say(f"    {KAFKA_ID}\n    {SR_ID}")
+        return endpoint
+
+    def _spawn(self, name: str, args: list[str], **kwargs: Any) -> _Child:
+        proc = subprocess.Popen([sys.executable, *args], text=True, **kwargs)
+        child = _Child(name, proc)
+        self._children.append(child)
+        return child
+
+    def _read_app(self, stream: TextIO) -> None:
+        for line in stream:
+            self._app_lines.put((time.monotonic(), line.rstrip("\n")))
+
+    def start(self) -> None:
+        """Start emulator, app and daemon, and wait for the first files. Raises DemoError."""
+        if not _port_free(self.port):
+            raise DemoError(f"port {self.port} is in use on 127.0.0.1; pick another with --port")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        endpoint = self._start_emulator()
+        config = demo_config(self.directory, endpoint, self.port, max(1.0, self.rotate_every_s / 5))
+        config_path = self.directory / "sync.yaml"
+        config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.files = [Path(o["path"]) for o in config["outputs"]]
+        self.say(f"● wrote {config_path} (from sync.yaml.example)")
+
+        log_path = self.directory / "secretsync.log"
+        with log_path.open("w") as log:
+            self._spawn(
+                "secretsync",
+                ["-m", "secretsync", "run", "-c", str(config_path), "--log-format", "json"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C is ours to handle; we stop it with SIGTERM
+            )
+        self.say(f"● secretsync run started (logs: {log_path})")
+        self._wait(lambda: all(p.exists() for p in self.files), 30, "the first sync")
+        for path in self.files:
+            self.say(f"    {path}  mode {path.stat().st_mode & 0o777:04o}")
+
+        app = self._spawn(
+            "app",
+            [
+                "-m",
+                "secretsync.demoapp",
+                "--pidfile",
+                str(self.directory / "app.pid"),
+                *map(str, self.files),
+            ],
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        assert app.proc.stdout is not None
+        threading.Thread(target=self._read_app, args=(app.proc.stdout,), daemon=True).start()
+        self._wait((self.directory / "app.pid").exists, 10, "the stand-in app")
+        self.say(f"● stand-in Java app started (pid {app.proc.pid}), reloads on SIGHUP")
+        self.say(f"● metrics: http://127.0.0.1:{self.port}/metrics  (also /healthz /readyz)")
+
+    def _wait(self, predicate: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if self.stop.is_set():
+                raise Interrupted
+            for child in self._children:
+                if child.proc.poll() is not None:
+                    raise DemoError(f"{child.name} exited with code {child.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise DemoError(f"timed out after {timeout_s:g}s waiting for {what}")
+            time.sleep(0.05)
+
+    # -- the rotation loop -------------------------------------------------------------
+
+    def rotate_once(self) -> None:
+        """Rotate one secret (alternating) and print rotated → rewritten → signalled."""
+        self.rotations += 1
+        kafka = self.rotations % 2 == 1
+        secret_id, value = (KAFKA_ID, kafka_value()) if kafka else (SR_ID, sr_value())
+        watched = self.files[0] if kafka else self.files[1]
+        before = hashlib.sha256(watched.read_bytes()).hexdigest()[:8]
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._app_lines.get_nowait()
+        started = time.monotonic()
+        version = self._client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+        rotated = f"rotated {secret_id.rsplit('/', 2)[-2]} (version {version['VersionId'][:8]})"
+
+        def digest() -> str:
+            return hashlib.sha256(watched.read_bytes()).hexdigest()[:8]
+
+        self._wait(lambda: digest() != before, self.rotate_every_s * 4, "the file to change")
+        written_s = time.monotonic() - started
+        signalled_s = self._wait_app_reload(watched.name, digest(), self.rotate_every_s * 4)
+        self.say(
+            f"{time.strftime('%H:%M:%S')}  {rotated} → {watched.name} rewritten "
+            f"+{written_s:.2f}s → app signalled +{signalled_s - started:.2f}s"
+        )
+
+    def _wait_app_reload(self, name: str, digest: str, timeout_s: float) -> float:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self.stop.is_set():
+                raise Interrupted
+            try:
+                at, line = self._app_lines.get(
+                    timeout=min(0.2, max(0.0, deadline - time.monotonic()))
+                )
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise DemoError("the app was not signalled in time") from None
+                continue
+            if line.startswith(f"RELOADED {name} sha256={digest}"):
+                return at
+
+    def run(self) -> None:
+        """Rotate every ``rotate_every_s`` until ``self.stop`` is set."""
+        self.say(f"● rotating a secret every {self.rotate_every_s:g}s; Ctrl-C to stop\n")
+        while not self.stop.wait(self.rotate_every_s):
+            self.rotate_once()
+
+    def close(self) -> None:
+        """Stop everything this demo started, the daemon first."""
+        for child in reversed(self._children):
+            child.stop()
+        self._children.clear()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+@contextlib.contextmanager
+def _interrupts(stop: threading.Event) -> Iterator[None]:
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def run_demo(directory: Path, *, rotate_every_s: float, port: int) -> int:
+    """Run the demo until SIGINT/SIGTERM. Returns an exit code (2: cannot start)."""
+    stop = threading.Event()
+    demo = Demo(directory, rotate_every_s=rotate_every_s, port=port, stop=stop)
+    with _interrupts(stop):
+        try:
+            demo.start()
+            demo.run()
+        except Interrupted:
+            pass
+        except DemoError as exc:
+            print(f"secretsync demo: {exc}", file=sys.stderr)
+            return 2 if demo.rotations == 0 else 1
+        finally:
+            demo.close()
+    demo.say("\n● stopped: daemon, app and local Secrets Manager are down")
+    return 0
