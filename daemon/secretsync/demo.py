@@ -206,14 +206,14 @@ class Demo:
 
         log_path = self.directory / "secretsync.log"
         with log_path.open("w") as log:
-            self._spawn(
+            daemon = self._spawn(
                 "secretsync",
                 ["-m", "secretsync", "run", "-c", str(config_path), "--log-format", "json"],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C is ours to handle; we stop it with SIGTERM
             )
-        self.say(f"● secretsync run started (logs: {log_path})")
+        self.say(f"● secretsync run started (pid {daemon.proc.pid}, logs: {log_path})")
         self._wait(lambda: all(p.exists() for p in self.files), 30, "the first sync")
         for path in self.files:
             self.say(f"    {path}  mode {path.stat().st_mode & 0o777:04o}")
