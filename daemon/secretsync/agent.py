@@ -468,7 +468,10 @@ class Agent:
                         with contextlib.suppress(asyncio.CancelledError):
                             await cycle
                     break
-                cycle.result()
+                if cycle.exception() is not None:
+                    # a bug, not an AWS/render/write failure (those never raise): keep
+                    # the daemon alive and the last good files in place
+                    self._log.error("cycle_failed", error=repr(cycle.exception()))
                 if regular:
                     next_regular = self._clock() + self._interval_s()
                 wake_at, regular = self._next_wake(next_regular)
