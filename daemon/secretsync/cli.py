@@ -19,6 +19,7 @@ from secretsync import __version__, logs
 from secretsync.agent import Agent, PlannedOutput
 from secretsync.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from secretsync.metrics import Metrics
+from secretsync.sdnotify import SdNotifier
 from secretsync.source import SecretsSource, SourceError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -149,6 +150,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
     stop = asyncio.Event()
     main_task = asyncio.current_task()
     assert main_task is not None
+    sd = SdNotifier.from_environ()  # no-op unless started by systemd with Type=notify
 
     def on_stop(signum: int) -> None:
         # handlers only flip state; a second signal forces the exit
@@ -157,6 +159,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
             main_task.cancel()
             return
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        sd.stopping()
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -167,6 +170,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
     try:
         async with _source(config, metrics) as source:
             agent = Agent(config, source, metrics=metrics)
+            sd.attach(agent)  # READY=1 after the first complete sync, STATUS=, WATCHDOG=1
 
             def on_hup() -> None:
                 try:
