@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -28,20 +29,14 @@ OUTPUT_NAMES = ("client.properties", "schema-registry.properties", "combined.pro
 
 @pytest.fixture(params=["path", "abstract"])
 def notify_socket(request: pytest.FixtureRequest) -> Iterator[NotifySocket]:
-    sock = NotifySocket(abstract=request.param == "abstract")
-    try:
+    with contextlib.closing(NotifySocket(abstract=request.param == "abstract")) as sock:
         yield sock
-    finally:
-        sock.close()
 
 
 @pytest.fixture
 def path_socket() -> Iterator[NotifySocket]:
-    sock = NotifySocket()
-    try:
+    with contextlib.closing(NotifySocket()) as sock:
         yield sock
-    finally:
-        sock.close()
 
 
 def _no_secret_in(sock: NotifySocket) -> None:
@@ -205,14 +200,11 @@ def test_the_watchdog_skips_pings_while_the_agent_is_stalled(
 
 
 def test_abstract_namespace_address_is_supported() -> None:
-    sock = NotifySocket(abstract=True)
-    try:
+    with contextlib.closing(NotifySocket(abstract=True)) as sock:
         assert sock.address.startswith("@")
         notifier = SdNotifier({"NOTIFY_SOCKET": sock.address})
         assert notifier.ready("3/3 outputs current")
         assert sock.recv_within(5) == {"READY": "1", "STATUS": "3/3 outputs current"}
-    finally:
-        sock.close()
 
 
 def test_unset_notify_socket_is_a_no_op() -> None:

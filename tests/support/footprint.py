@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import boto3
-import yaml
-
+from tests.conftest import KAFKA_ID, Moto, example_config, free_port, kafka_secret, write_yaml
 from tests.support.wait import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
-SR_ID = "/confluent_cloud_resource/schema_registry_cluster/java_client"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -47,12 +41,6 @@ def _cpu_s(pid: int) -> float:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60)
@@ -60,21 +48,13 @@ def main() -> None:
     parser.add_argument("--rotate-every", type=float, default=5)
     args = parser.parse_args()
 
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "NO_PROXY": "127.0.0.1",
-    }
-    port = _free_port()
+    # importing tests.conftest set dummy AWS credentials in os.environ: children inherit them
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    moto = subprocess.Popen(
+    moto_proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
     )
     daemon: subprocess.Popen[bytes] | None = None
     try:
@@ -87,41 +67,20 @@ def main() -> None:
                 return False
 
         wait_until(moto_up, 30, "moto")
-        client = boto3.client(
-            "secretsmanager",
-            region_name="us-east-1",
-            endpoint_url=url,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        kafka = {"sasl.jaas.config": "x required;", "bootstrap.servers": "b:9092"}
-        client.create_secret(Name=KAFKA_ID, SecretString=json.dumps(kafka))
-        client.create_secret(
-            Name=SR_ID,
-            SecretString=json.dumps(
-                {
-                    "basic.auth.credentials.source": "USER_INFO",
-                    "basic.auth.user.info": "k:s",
-                    "schema.registry.url": "https://sr.example",
-                }
-            ),
-        )
+        moto = Moto(url)
+        moto.seed_use_case()
         work = Path(tempfile.mkdtemp(prefix="secretsync-footprint-"))
-        data = yaml.safe_load((REPO / "sync.yaml.example").read_text())
-        data["aws"] = {"region": "us-east-1", "endpoint_url": url}
-        data["poll"] = {"interval": args.interval, "jitter": 0}
-        data["metrics"] = {"listen": f"127.0.0.1:{_free_port()}"}
-        data["notify"] = {}
-        for out in data["outputs"]:
-            out["path"] = str(work / Path(out["path"]).name)
-            out.pop("notify", None)
-        cfg = work / "sync.yaml"
-        cfg.write_text(yaml.safe_dump(data))
+        data = example_config(
+            work,
+            url,
+            poll={"interval": args.interval, "jitter": 0},
+            metrics={"listen": f"127.0.0.1:{free_port()}"},
+        )
+        cfg = write_yaml(work / "sync.yaml", data)
         daemon = subprocess.Popen(
             [sys.executable, "-m", "secretsync", "run", "-c", str(cfg), "--log-format", "json"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=env,
         )
         pid = daemon.pid
         wait_until((work / "combined.properties").exists, 30, "first sync")
@@ -132,8 +91,7 @@ def main() -> None:
             rss_max_kib = max(rss_max_kib, _kib(pid, "VmRSS"))
             if now >= next_rotation:
                 rotations += 1
-                kafka["bootstrap.servers"] = f"b{rotations}:9092"
-                client.put_secret_value(SecretId=KAFKA_ID, SecretString=json.dumps(kafka))
+                moto.rotate(KAFKA_ID, kafka_secret(password=f"footprint-{rotations}"))
                 next_rotation += args.rotate_every
             time.sleep(0.2)  # sampling period, not a wait for a condition
         elapsed_s = time.monotonic() - started
@@ -151,7 +109,7 @@ def main() -> None:
             )
         )
     finally:
-        for proc in (daemon, moto):
+        for proc in (daemon, moto_proc):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=10)
