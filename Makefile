@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo clean
+.PHONY: test lint typecheck pytest demo clean image-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# Opt-in: build the Dockerfile with buildah from a locally made base and run it
+# against moto (root, buildah, debootstrap; about 90 s). CI only lints it.
+image-test: $(STAMP)
+	SECRETSYNC_IMAGE_TEST=1 $(BIN)/pytest tests/test_image.py
 
 demo: $(STAMP)
 	$(BIN)/secretsync demo

@@ -26,6 +26,7 @@ from secretsync.config import (
 )
 from secretsync.demo import run_demo
 from secretsync.metrics import Metrics
+from secretsync.sdnotify import SdNotifier
 from secretsync.source import SecretsSource, SourceError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -169,6 +170,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
     stop = asyncio.Event()
     main_task = asyncio.current_task()
     assert main_task is not None
+    sd = SdNotifier.from_environ()  # no-op unless started by systemd with Type=notify
 
     def on_stop(signum: int) -> None:
         # handlers only flip state; a second signal forces the exit
@@ -177,6 +179,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
             main_task.cancel()
             return
         log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        sd.stopping()
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -187,6 +190,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
     try:
         async with _source(config, metrics) as source:
             agent = Agent(config, source, metrics=metrics)
+            sd.attach(agent)  # READY=1 after the first complete sync, STATUS=, WATCHDOG=1
 
             def on_hup() -> None:
                 try:
