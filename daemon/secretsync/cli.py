@@ -18,7 +18,13 @@ from pathlib import Path
 from secretsync import __version__, logs
 from secretsync.agent import Agent, PlannedOutput
 from secretsync.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
-from secretsync.metrics import Metrics
+from secretsync.metrics import (
+    Metrics,
+    MetricsServer,
+    MetricsServerError,
+    check_health,
+    health_url,
+)
 from secretsync.source import SecretsSource, SourceError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -75,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--no-notify", action="store_true", help="do not tell dependent processes")
 
     sub.add_parser("check", parents=[common, with_config], help="validate the config and exit")
+
+    health = sub.add_parser(
+        "health",
+        parents=[common, with_config],
+        help="exit 0 if the daemon's /healthz answers 200 (container HEALTHCHECK)",
+    )
+    health.add_argument(
+        "--url", help="health URL (default: from the config's metrics.listen, else port 9464)"
+    )
     return parser
 
 
@@ -88,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen subcommand and return its exit code."""
     config_path = Path(getattr(args, "config", None) or _default_config())
+    if args.command == "health":
+        return _health(args.url, config_path)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -106,6 +123,25 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         return 130
+
+
+def _health(url: str | None, config_path: Path) -> int:
+    # A missing or broken config must not fail the health check: fall back to the default.
+    if url is None:
+        try:
+            url = health_url(load_config(config_path).metrics.listen)
+        except ConfigError:
+            url = health_url(None)
+    ok, message = check_health(url, timeout_s=3.0)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _metrics_server(config: Config, metrics: Metrics, agent: Agent) -> MetricsServer | None:
+    if config.metrics.listen is None:
+        return None
+    host, port = config.metrics.host, config.metrics.port
+    return MetricsServer(metrics, agent.probes(), host=host, port=port)
 
 
 def _source(config: Config, metrics: Metrics) -> SecretsSource:
@@ -181,7 +217,19 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
 
             loop.add_signal_handler(signal.SIGHUP, on_hup)
             del watch  # wired by watch.py (issue: watch the files)
-            await agent.run(stop)
+            server = _metrics_server(config, metrics, agent)
+            if server is not None:
+                try:
+                    await server.start()
+                except MetricsServerError as exc:
+                    print(f"secretsync: {exc}", file=sys.stderr)
+                    return EXIT_USAGE
+                log.info("metrics_listening", url=server.url)
+            try:
+                await agent.run(stop)
+            finally:
+                if server is not None:
+                    await server.stop()
     except asyncio.CancelledError:
         return 130
     finally:
