@@ -7,6 +7,7 @@ SecretsSource, so every value asserted here was produced by real requests.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import io
 import json
 import socket
@@ -437,6 +438,13 @@ async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> Non
                 await server.move("127.0.0.1", busy)
             assert server.port == new_port
             assert (await get(server.url + "/healthz"))[0] == 200
+            # what a config reload does: null stops it, an address starts it again
+            await server.reconfigure(None)
+            assert not server.running
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await get(server.url + "/healthz")
+            await server.reconfigure(f"127.0.0.1:{new_port}")
+            assert (await get(server.url + "/healthz"))[0] == 200
         finally:
             await server.stop()
         assert not server.running
@@ -501,7 +509,16 @@ def test_health_command_exit_codes_against_a_real_daemon(
     assert not_found.returncode == 1
     assert "unhealthy (404)" in not_found.stderr
 
-    daemon.stop()
+    assert daemon.has_event("metrics_listening", host="127.0.0.1", port=port)
+    # an idle keep-alive scrape connection must not hold up the shutdown
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    idle.request("GET", "/metrics")
+    assert idle.getresponse().read()
+    try:
+        assert daemon.stop() < 5
+    finally:
+        idle.close()
+    assert daemon.proc.returncode == 0
     down = run_cli("health", "-c", str(cfg))
     assert down.returncode == 1
     assert "unreachable" in down.stderr

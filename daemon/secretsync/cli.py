@@ -137,13 +137,6 @@ def _health(url: str | None, config_path: Path) -> int:
     return EXIT_OK if ok else EXIT_FAILURE
 
 
-def _metrics_server(config: Config, metrics: Metrics, agent: Agent) -> MetricsServer | None:
-    if config.metrics.listen is None:
-        return None
-    host, port = config.metrics.host, config.metrics.port
-    return MetricsServer(metrics, agent.probes(), host=host, port=port)
-
-
 def _source(config: Config, metrics: Metrics) -> SecretsSource:
     return SecretsSource(
         region=config.aws.region,
@@ -217,19 +210,19 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
 
             loop.add_signal_handler(signal.SIGHUP, on_hup)
             del watch  # wired by watch.py (issue: watch the files)
-            server = _metrics_server(config, metrics, agent)
-            if server is not None:
-                try:
-                    await server.start()
-                except MetricsServerError as exc:
-                    print(f"secretsync: {exc}", file=sys.stderr)
-                    return EXIT_USAGE
-                log.info("metrics_listening", url=server.url)
+            # a reload can call server.reconfigure(new.metrics.listen), even from null
+            server = MetricsServer(metrics, agent.probes())
+            try:
+                await server.reconfigure(config.metrics.listen)
+            except MetricsServerError as exc:
+                print(f"secretsync: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            if server.running:
+                log.info("metrics_listening", host=server.host, port=server.port)
             try:
                 await agent.run(stop)
             finally:
-                if server is not None:
-                    await server.stop()
+                await server.stop()
     except asyncio.CancelledError:
         return 130
     finally:

@@ -318,6 +318,19 @@ class MetricsServer:
             self._site = await self._bind(self._runner, *old)
             raise
 
+    async def reconfigure(self, listen: str | None) -> None:
+        """Follow a (reloaded) ``metrics.listen``: None stops the server; an address
+        moves it there, starting it if it was stopped. Raises MetricsServerError
+        when the address is taken (a running server then stays where it was).
+        """
+        if listen is None:
+            await self.stop()
+            return
+        host, port = split_listen(listen)
+        await self.move(host or "0.0.0.0", port)
+        if not self.running:
+            await self.start()
+
     @staticmethod
     async def _bind(runner: web.AppRunner, host: str, port: int) -> web.TCPSite:
         site = web.TCPSite(runner, host or None, port)
