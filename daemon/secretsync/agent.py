@@ -30,7 +30,7 @@ from secretsync.files import (
     resolve_uid,
     write_if_changed,
 )
-from secretsync.metrics import Metrics
+from secretsync.metrics import Metrics, Probes
 from secretsync.render import RenderError, SecretValue, collect, render
 from secretsync.source import THROTTLE_CODES, SecretsSource, SourceError
 
@@ -184,6 +184,9 @@ class Agent:
                 state.config, state.dirty = out, True
             outputs[out.path] = state
         self._outputs = outputs
+        self.metrics.declare(
+            paths=[str(p) for p in outputs], secrets=config.secret_ids, targets=config.notify
+        )
 
     def reconfigure(self, config: Config) -> None:
         """Switch to a new validated config without losing fetched values.
@@ -209,6 +212,14 @@ class Agent:
         return all(
             st.ok and all(self._secrets[s].checked_ok for s in st.config.secret_ids)
             for st in self._outputs.values()
+        )
+
+    def probes(self) -> Probes:
+        """Callables through which the metrics server reads health and readiness."""
+        return Probes(
+            last_poll_started=lambda: self.last_cycle_started,
+            poll_interval_s=lambda: self.config.poll.interval_s,
+            not_ready=self.not_ready,
         )
 
     def not_ready(self) -> list[str]:

@@ -25,7 +25,13 @@ from secretsync.config import (
     parse_duration,
 )
 from secretsync.demo import run_demo
-from secretsync.metrics import Metrics
+from secretsync.metrics import (
+    Metrics,
+    MetricsServer,
+    MetricsServerError,
+    check_health,
+    health_url,
+)
 from secretsync.sdnotify import SdNotifier
 from secretsync.source import SecretsSource, SourceError
 
@@ -94,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--rotate-every", type=parse_duration, default=15.0, help="rotation period (default 15s)"
     )
     demo.add_argument("--port", type=int, default=9464, help="metrics port on 127.0.0.1")
+    health = sub.add_parser(
+        "health",
+        parents=[common, with_config],
+        help="exit 0 if the daemon's /healthz answers 200 (container HEALTHCHECK)",
+    )
+    health.add_argument(
+        "--url", help="health URL (default: from the config's metrics.listen, else port 9464)"
+    )
     return parser
 
 
@@ -109,6 +123,8 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return run_demo(args.dir, rotate_every_s=args.rotate_every, port=args.port)
     config_path = Path(getattr(args, "config", None) or _default_config())
+    if args.command == "health":
+        return _health(args.url, config_path)
     try:
         config = load_config(config_path)
     except ConfigError as exc:
@@ -127,6 +143,18 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:  # a second Ctrl-C while shutting down
         return 130
+
+
+def _health(url: str | None, config_path: Path) -> int:
+    # A missing or broken config must not fail the health check: fall back to the default.
+    if url is None:
+        try:
+            url = health_url(load_config(config_path).metrics.listen)
+        except ConfigError:
+            url = health_url(None)
+    ok, message = check_health(url, timeout_s=3.0)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def _source(config: Config, metrics: Metrics) -> SecretsSource:
@@ -205,7 +233,19 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
 
             loop.add_signal_handler(signal.SIGHUP, on_hup)
             del watch  # wired by watch.py (issue: watch the files)
-            await agent.run(stop)
+            # a reload can call server.reconfigure(new.metrics.listen), even from null
+            server = MetricsServer(metrics, agent.probes())
+            try:
+                await server.reconfigure(config.metrics.listen)
+            except MetricsServerError as exc:
+                print(f"secretsync: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            if server.running:
+                log.info("metrics_listening", host=server.host, port=server.port)
+            try:
+                await agent.run(stop)
+            finally:
+                await server.stop()
     except asyncio.CancelledError:
         return 130
     finally:

@@ -1,0 +1,39 @@
+"""The metrics table of the design contract, shared by the metrics and monitoring tests."""
+
+from __future__ import annotations
+
+# family name (as prometheus_client's parser names it) → (type, label names)
+CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
+    "secretsync_aws_requests": ("counter", frozenset({"operation", "outcome"})),
+    "secretsync_secret_changes": ("counter", frozenset({"secret"})),
+    "secretsync_file_writes": ("counter", frozenset({"path"})),
+    "secretsync_sync_errors": ("counter", frozenset({"path", "reason"})),
+    "secretsync_notify": ("counter", frozenset({"target", "outcome"})),
+    "secretsync_last_success_timestamp_seconds": ("gauge", frozenset({"path"})),
+    "secretsync_poll_duration_seconds": ("histogram", frozenset()),
+    "secretsync_ready": ("gauge", frozenset()),
+    "secretsync_build_info": ("gauge", frozenset({"version"})),
+    "secretsync_drift_repairs": ("counter", frozenset({"path"})),
+    "secretsync_config_reloads": ("counter", frozenset({"outcome"})),
+}
+
+_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+}
+
+
+def exposed_names() -> dict[str, str]:
+    """Every series name a scrape can carry (``_total``, ``_bucket``, …) → its type."""
+    return {
+        family + suffix: kind
+        for family, (kind, _labels) in CONTRACT.items()
+        for suffix in _SUFFIXES[kind]
+    }
+
+
+def contract_name(family: str) -> str:
+    """The name as written in the contract table (counters with ``_total``)."""
+    kind = CONTRACT[family][0]
+    return family + "_total" if kind == "counter" else family

@@ -1,0 +1,555 @@
+"""Metrics, /healthz and /readyz: real polls against moto, real scrapes over HTTP.
+
+Each test builds its own CollectorRegistry and drives an Agent with a real
+SecretsSource, so every value asserted here was produced by real requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import io
+import json
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from secretsync import __version__, logs
+from secretsync.agent import Agent
+from secretsync.config import Config, parse_config
+from secretsync.metrics import (
+    DEFAULT_HEALTH_URL,
+    Metrics,
+    MetricsServer,
+    MetricsServerError,
+    Probes,
+    health_url,
+)
+from secretsync.source import SecretsSource
+from tests.conftest import (
+    CANARY_PASSWORD,
+    CANARY_SR_SECRET,
+    KAFKA_ID,
+    REGION,
+    SR_ID,
+    Moto,
+    example_config,
+    free_port,
+    kafka_secret,
+    run_cli,
+    write_yaml,
+)
+from tests.support.contract import CONTRACT
+from tests.support.faultproxy import FaultProxy
+from tests.support.promtool import run_promtool
+from tests.support.wait import async_wait_until, wait_until
+
+CANARIES = (CANARY_PASSWORD, CANARY_SR_SECRET, "CANARY-rotated-5e1")
+
+
+def make_config(out: Path, endpoint: str, **overrides: Any) -> Config:
+    return parse_config(example_config(out, endpoint, **overrides))
+
+
+def paths_of(config: Config) -> list[str]:
+    return sorted(str(o.path) for o in config.outputs)
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    found = registry.get_sample_value(name, labels)
+    assert found is not None, f"no sample {name}{labels}"
+    return found
+
+
+@asynccontextmanager
+async def polling(
+    config: Config, endpoint: str, metrics: Metrics, *, max_attempts: int = 3
+) -> AsyncIterator[Agent]:
+    """An Agent over a started SecretsSource that counts requests into ``metrics``."""
+    source = SecretsSource(
+        region=REGION,
+        endpoint_url=endpoint,
+        max_attempts=max_attempts,
+        on_request=metrics.observe_request,
+    )
+    async with source:
+        yield Agent(config, source, metrics=metrics)
+
+
+@asynccontextmanager
+async def serving(
+    agent: Agent, *, min_window_s: float = 60.0, run: bool = True
+) -> AsyncIterator[MetricsServer]:
+    """A MetricsServer on an ephemeral loopback port; with ``run`` the agent loop runs too."""
+    server = MetricsServer(
+        agent.metrics, agent.probes(), host="127.0.0.1", port=0, min_window_s=min_window_s
+    )
+    await server.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop)) if run else None
+    try:
+        yield server
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.wait_for(task, 10)
+        await server.stop()
+
+
+async def get(url: str, accept: str | None = None) -> tuple[int, str, str]:
+    headers = {"Accept": accept} if accept else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as resp,
+    ):
+        return resp.status, resp.headers.get("Content-Type", ""), await resp.text()
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    """Send the package's JSON logs to a buffer for the test's duration."""
+    buffer = io.StringIO()
+    logs.configure("debug", "json", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        structlog.reset_defaults()
+
+
+# -- values after real polls ----------------------------------------------------------
+
+
+async def test_polls_count_requests_changes_writes_and_freshness(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    config = make_config(tmp_path / "out", moto.url)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    client, schema, combined = (
+        str(tmp_path / "out" / n)
+        for n in (
+            "client.properties",
+            "schema-registry.properties",
+            "combined.properties",
+        )
+    )
+    async with polling(config, moto.url, metrics) as agent:
+        before = time.time()
+        await agent.cycle()
+
+        ok = {"outcome": "ok"}
+        assert (
+            value(registry, "secretsync_aws_requests_total", operation="DescribeSecret", **ok) == 2
+        )
+        assert (
+            value(registry, "secretsync_aws_requests_total", operation="GetSecretValue", **ok) == 2
+        )
+        assert value(registry, "secretsync_secret_changes_total", secret=KAFKA_ID) == 1
+        assert value(registry, "secretsync_secret_changes_total", secret=SR_ID) == 1
+        for path in (client, schema, combined):
+            assert value(registry, "secretsync_file_writes_total", path=path) == 1
+            stamp = value(registry, "secretsync_last_success_timestamp_seconds", path=path)
+            assert before <= stamp <= time.time()
+            for reason in ("fetch", "throttled", "render", "write"):
+                assert (
+                    value(registry, "secretsync_sync_errors_total", path=path, reason=reason) == 0
+                )
+        assert value(registry, "secretsync_ready") == 1
+        assert value(registry, "secretsync_poll_duration_seconds_count") == 1
+        assert value(registry, "secretsync_build_info", version=__version__) == 1
+
+        # nothing changed: one DescribeSecret per secret, no fetch, no write
+        await agent.cycle()
+        describe = {"operation": "DescribeSecret", **ok}
+        assert value(registry, "secretsync_aws_requests_total", **describe) == 4
+        assert (
+            value(registry, "secretsync_aws_requests_total", operation="GetSecretValue", **ok) == 2
+        )
+        assert value(registry, "secretsync_file_writes_total", path=client) == 1
+        assert value(registry, "secretsync_poll_duration_seconds_count") == 2
+
+        moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-rotated-5e1"))
+        await agent.cycle()
+        assert value(registry, "secretsync_secret_changes_total", secret=KAFKA_ID) == 2
+        assert value(registry, "secretsync_secret_changes_total", secret=SR_ID) == 1
+        assert value(registry, "secretsync_file_writes_total", path=client) == 2
+        assert value(registry, "secretsync_file_writes_total", path=combined) == 2
+        assert value(registry, "secretsync_file_writes_total", path=schema) == 1
+
+
+async def test_sync_errors_are_counted_by_path_and_reason(moto: Moto, tmp_path: Path) -> None:
+    moto.create(KAFKA_ID, "not json at all")  # render error for the Kafka outputs
+    # the Schema Registry secret does not exist: a (permanent) fetch error
+    config = make_config(tmp_path / "out", moto.url)
+    registry = CollectorRegistry()
+    async with polling(config, moto.url, Metrics(registry)) as agent:
+        await agent.cycle()
+
+    client = str(tmp_path / "out" / "client.properties")
+    schema = str(tmp_path / "out" / "schema-registry.properties")
+    assert value(registry, "secretsync_sync_errors_total", path=client, reason="render") == 1
+    assert value(registry, "secretsync_sync_errors_total", path=schema, reason="fetch") == 1
+    describe_error = {"operation": "DescribeSecret", "outcome": "error"}
+    assert value(registry, "secretsync_aws_requests_total", **describe_error) == 1
+    assert value(registry, "secretsync_ready") == 0
+    assert (
+        registry.get_sample_value("secretsync_last_success_timestamp_seconds", {"path": client})
+        is None
+    )
+
+
+async def test_every_throttled_attempt_is_counted(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    proxy.fault = "throttle"
+    config = make_config(tmp_path / "out", proxy.url)
+    registry = CollectorRegistry()
+    async with polling(config, proxy.url, Metrics(registry), max_attempts=1) as agent:
+        await agent.cycle()
+    assert agent.source.describe_calls == 2  # the agent asked twice…
+
+    throttled = value(
+        registry, "secretsync_aws_requests_total", operation="DescribeSecret", outcome="throttled"
+    )
+    # …botocore retried each call, and every attempt the proxy answered was counted
+    assert proxy.count("DescribeSecret") > 2
+    assert throttled == proxy.count("DescribeSecret")
+    assert (
+        value(registry, "secretsync_aws_requests_total", operation="DescribeSecret", outcome="ok")
+        == 0
+    )
+    client = str(tmp_path / "out" / "client.properties")
+    assert value(registry, "secretsync_sync_errors_total", path=client, reason="throttled") == 1
+
+
+# -- the HTTP endpoints ------------------------------------------------------------------
+
+
+async def test_scrape_has_the_whole_contract_and_promtool_finds_it_clean(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    config = make_config(tmp_path / "out", moto.url)
+    metrics = Metrics(CollectorRegistry())
+    async with polling(config, moto.url, metrics) as agent, serving(agent, run=False) as server:
+        await agent.cycle()
+        status, content_type, text = await get(server.url + "/metrics")
+        om_status, om_type, om_text = await get(
+            server.url + "/metrics", accept="application/openmetrics-text; version=1.0.0"
+        )
+
+    assert status == 200
+    assert content_type.startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert set(families) == set(CONTRACT)  # every contract metric, and nothing else
+    assert "_created" not in text  # prometheus_client's extra gauges are dropped
+    for name, (kind, labels) in CONTRACT.items():
+        family = families[name]
+        assert family.type == kind, name
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == labels, (name, sample)
+    client = str(tmp_path / "out" / "client.properties")
+    writes = families["secretsync_file_writes"].samples
+    assert any(s.labels == {"path": client} and s.value == 1 for s in writes)
+
+    assert om_status == 200
+    assert om_type.startswith("application/openmetrics-text")
+    assert om_text.endswith("# EOF\n")
+    assert {f.name for f in openmetrics_families(om_text)} >= set(CONTRACT)
+
+    output = run_promtool("check", "metrics", stdin=text.encode())
+    assert output.strip() == "", f"promtool lint findings:\n{output}"
+
+
+async def test_readyz_is_503_while_the_backend_is_down_and_200_after_the_first_sync(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    proxy.down()
+    config = make_config(tmp_path / "out", proxy.url, poll={"interval": "500ms", "jitter": 0})
+    registry = CollectorRegistry()
+    # min_window_s=0: /healthz uses the bare 3-interval rule (1.5 s) in this test;
+    # max_attempts=0 (no botocore retries) keeps each failing cycle well inside it
+    async with (
+        polling(config, proxy.url, Metrics(registry), max_attempts=0) as agent,
+        serving(agent, min_window_s=0) as server,
+    ):
+        await async_wait_until(lambda: agent.cycles >= 3, 20, "three failed cycles")
+        status, _, body = await get(server.url + "/readyz")
+        assert status == 503
+        assert json.loads(body) == {"ready": False, "not_ready": paths_of(config)}
+        assert value(registry, "secretsync_ready") == 0
+
+        # a backend outage is not a liveness problem: /healthz stays 200 throughout
+        until_cycle = agent.cycles + 3
+        deadline = time.monotonic() + 20
+        while agent.cycles < until_cycle:
+            assert time.monotonic() < deadline, "the agent stopped cycling"
+            status, _, body = await get(server.url + "/healthz")
+            assert status == 200, body
+            assert json.loads(body)["healthy"] is True
+            await asyncio.sleep(0.05)
+
+        proxy.up()
+        body = await wait_for_status(server.url + "/readyz", 200, 30)
+        assert json.loads(body) == {"ready": True}
+        assert value(registry, "secretsync_ready") == 1
+        assert (await get(server.url + "/healthz"))[0] == 200
+
+
+async def wait_for_status(url: str, status: int, timeout_s: float) -> str:
+    """Poll ``url`` until it answers ``status``; return that body (bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got, _, body = await get(url)
+        if got == status:
+            return body
+        assert time.monotonic() < deadline, f"{url} still answers {got} after {timeout_s}s"
+        await asyncio.sleep(0.05)
+
+
+async def test_readyz_fails_again_when_an_output_goes_stale(moto: Moto, tmp_path: Path) -> None:
+    moto.seed_use_case()
+    config = make_config(tmp_path / "out", moto.url, metrics={"listen": None, "stale_after": "1s"})
+    registry = CollectorRegistry()
+    async with (
+        polling(config, moto.url, Metrics(registry)) as agent,
+        serving(agent, run=False) as server,
+    ):
+        await agent.cycle()
+        assert (await get(server.url + "/readyz"))[0] == 200
+        assert value(registry, "secretsync_ready") == 1
+        # no further polls: after stale_after the outputs are stale, and a scrape
+        # brings secretsync_ready down with /readyz without waiting for a cycle
+        await async_wait_until(lambda: agent.not_ready(), 10, "outputs to go stale")
+        await get(server.url + "/metrics")
+        assert value(registry, "secretsync_ready") == 0
+        status, _, body = await get(server.url + "/readyz")
+        assert status == 503
+        assert json.loads(body)["not_ready"] == paths_of(config)
+
+
+async def test_healthz_is_503_when_no_poll_started_within_three_intervals() -> None:
+    last_poll: list[float | None] = [None]
+    probes = Probes(
+        last_poll_started=lambda: last_poll[0],
+        poll_interval_s=lambda: 10.0,
+        not_ready=lambda: [],
+    )
+    server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0, min_window_s=0)
+    await server.start()
+    try:
+        # before the first poll the window counts from start-up
+        status, _, body = await get(server.url + "/healthz")
+        assert status == 200
+        assert json.loads(body)["polled"] is False
+
+        last_poll[0] = time.monotonic() - 31.0  # 3 × 10 s ago, and a bit
+        status, _, body = await get(server.url + "/healthz")
+        assert status == 503
+        assert json.loads(body)["healthy"] is False
+
+        last_poll[0] = time.monotonic()
+        assert (await get(server.url + "/healthz"))[0] == 200
+        assert (await get(server.url + "/nothing-here"))[0] == 404
+    finally:
+        await server.stop()
+
+
+async def test_a_canary_value_never_reaches_metrics_readyz_or_logs(
+    moto: Moto, tmp_path: Path, log_buffer: io.StringIO
+) -> None:
+    moto.seed_use_case()
+    broken = example_config(tmp_path / "out", moto.url)
+    # an output that cannot render (a key the secret lacks) keeps /readyz at 503
+    broken["outputs"].append(
+        {
+            "path": str(tmp_path / "out" / "broken.properties"),
+            "secrets": [{"id": KAFKA_ID, "keys": ["no.such.key", "sasl.jaas.config"]}],
+        }
+    )
+    config = parse_config(broken)
+    bodies: list[str] = []
+    async with (
+        polling(config, moto.url, Metrics(CollectorRegistry())) as agent,
+        serving(agent, run=False) as server,
+    ):
+        await agent.cycle()
+        moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-rotated-5e1"))
+        await agent.cycle()
+        for path, accept in (
+            ("/metrics", None),
+            ("/metrics", "application/openmetrics-text; version=1.0.0"),
+            ("/readyz", None),
+            ("/healthz", None),
+        ):
+            status, _, body = await get(server.url + path, accept)
+            assert status in (200, 503)
+            bodies.append(body)
+
+    readyz = json.loads(bodies[2])
+    assert readyz["not_ready"] == [str(tmp_path / "out" / "broken.properties")]
+    log = log_buffer.getvalue()
+    assert "secret_changed" in log and "output_failed" in log  # the logs were captured
+    for canary in CANARIES:
+        for text in [*bodies, log]:
+            assert canary not in text
+
+
+async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> None:
+    probes = Probes(lambda: None, lambda: 30.0, lambda: [])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        blocked = MetricsServer(Metrics(), probes, host="127.0.0.1", port=busy)
+        with pytest.raises(MetricsServerError, match="address already in use"):
+            await blocked.start()
+        assert not blocked.running
+
+        server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0)
+        await server.start()
+        try:
+            first = server.url
+            assert (await get(first + "/healthz"))[0] == 200
+            new_port = free_port()
+            await server.move("127.0.0.1", new_port)
+            assert server.port == new_port
+            assert (await get(server.url + "/healthz"))[0] == 200
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await get(first + "/healthz")
+            # a taken address keeps the server where it was
+            with pytest.raises(MetricsServerError, match="address already in use"):
+                await server.move("127.0.0.1", busy)
+            assert server.port == new_port
+            assert (await get(server.url + "/healthz"))[0] == 200
+            # what a config reload does: null stops it, an address starts it again
+            await server.reconfigure(None)
+            assert not server.running
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await get(server.url + "/healthz")
+            await server.reconfigure(f"127.0.0.1:{new_port}")
+            assert (await get(server.url + "/healthz"))[0] == 200
+        finally:
+            await server.stop()
+        assert not server.running
+
+
+def test_health_url_comes_from_metrics_listen() -> None:
+    assert health_url("0.0.0.0:9464") == "http://127.0.0.1:9464/healthz"
+    assert health_url(":9000") == "http://127.0.0.1:9000/healthz"
+    assert health_url("[::]:9464") == "http://[::1]:9464/healthz"
+    assert health_url("[::1]:9464") == "http://[::1]:9464/healthz"
+    assert health_url("10.1.2.3:8000") == "http://10.1.2.3:8000/healthz"
+    assert health_url(None) == DEFAULT_HEALTH_URL == "http://127.0.0.1:9464/healthz"
+
+
+# -- the daemon end to end -----------------------------------------------------------------
+
+
+def test_run_exits_2_with_one_line_when_the_metrics_port_is_taken(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = example_config(out, moto.url, metrics={"listen": f"127.0.0.1:{port}"})
+        cfg = write_yaml(tmp_path / "sync.yaml", data)
+        result = run_cli("run", "-c", str(cfg), "--log-format", "json")
+
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("secretsync:")]
+    assert errors == [
+        f"secretsync: metrics.listen 127.0.0.1:{port}: cannot listen: "
+        "address already in use (another secretsync or another program?)"
+    ]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_health_command_exit_codes_against_a_real_daemon(
+    moto: Moto, tmp_path: Path, start_daemon: Any
+) -> None:
+    moto.seed_use_case()
+    port = free_port()
+    data = example_config(
+        tmp_path / "out",
+        moto.url,
+        poll={"interval": "200ms", "jitter": 0},
+        metrics={"listen": f"127.0.0.1:{port}"},
+    )
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg)
+    wait_until(lambda: daemon.has_event("metrics_listening"), 20, "the metrics server")
+
+    healthy = run_cli("health", "-c", str(cfg))
+    assert healthy.returncode == 0, healthy.stderr
+    assert f"http://127.0.0.1:{port}/healthz: healthy (200)" in healthy.stdout
+    explicit = run_cli("health", "--url", f"http://127.0.0.1:{port}/healthz")
+    assert explicit.returncode == 0
+    not_found = run_cli("health", "--url", f"http://127.0.0.1:{port}/nope")
+    assert not_found.returncode == 1
+    assert "unhealthy (404)" in not_found.stderr
+
+    assert daemon.has_event("metrics_listening", host="127.0.0.1", port=port)
+    # an idle keep-alive scrape connection must not hold up the shutdown
+    idle = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    idle.request("GET", "/metrics")
+    assert idle.getresponse().read()
+    try:
+        assert daemon.stop() < 5
+    finally:
+        idle.close()
+    assert daemon.proc.returncode == 0
+    down = run_cli("health", "-c", str(cfg))
+    assert down.returncode == 1
+    assert "unreachable" in down.stderr
+    assert "Traceback" not in down.stderr
+
+
+async def test_health_command_exits_1_on_503(tmp_path: Path) -> None:
+    probes = Probes(lambda: time.monotonic() - 1000.0, lambda: 1.0, lambda: [])
+    server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0, min_window_s=0)
+    await server.start()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "secretsync",
+            "health",
+            "--url",
+            server.url + "/healthz",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await server.stop()
+    assert proc.returncode == 1
+    assert b"unhealthy (503)" in stderr
+
+
+def test_health_command_without_a_config_file_uses_the_default_url(tmp_path: Path) -> None:
+    result = run_cli("health", "-c", str(tmp_path / "missing.yaml"))
+    # 0 or 1 depending on whether something answers on 9464 here; never a config error
+    assert result.returncode in (0, 1)
+    assert DEFAULT_HEALTH_URL in result.stdout + result.stderr
+    assert "config error" not in result.stderr
