@@ -219,7 +219,7 @@ async def test_every_throttled_attempt_is_counted(
     proxy.fault = "throttle"
     config = make_config(tmp_path / "out", proxy.url)
     registry = CollectorRegistry()
-    async with polling(config, proxy.url, Metrics(registry), max_attempts=1) as agent:
+    async with polling(config, proxy.url, Metrics(registry), max_attempts=2) as agent:
         await agent.cycle()
     assert agent.source.describe_calls == 2  # the agent asked twice…
 
@@ -284,9 +284,9 @@ async def test_readyz_is_503_while_the_backend_is_down_and_200_after_the_first_s
     config = make_config(tmp_path / "out", proxy.url, poll={"interval": "500ms", "jitter": 0})
     registry = CollectorRegistry()
     # min_window_s=0: /healthz uses the bare 3-interval rule (1.5 s) in this test;
-    # max_attempts=0 (no botocore retries) keeps each failing cycle well inside it
+    # max_attempts=1 (no botocore retries) keeps each failing cycle well inside it
     async with (
-        polling(config, proxy.url, Metrics(registry), max_attempts=0) as agent,
+        polling(config, proxy.url, Metrics(registry), max_attempts=1) as agent,
         serving(agent, min_window_s=0) as server,
     ):
         await async_wait_until(lambda: agent.cycles >= 3, 20, "three failed cycles")
