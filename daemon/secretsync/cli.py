@@ -19,6 +19,7 @@ from secretsync import __version__, logs
 from secretsync.agent import Agent, PlannedOutput
 from secretsync.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from secretsync.metrics import Metrics
+from secretsync.notify import Notifier
 from secretsync.source import SecretsSource, SourceError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -119,12 +120,13 @@ def _source(config: Config, metrics: Metrics) -> SecretsSource:
 async def _once(config: Config, *, dry_run: bool, notify: bool) -> int:
     metrics = Metrics()
     async with _source(config, metrics) as source:
-        agent = Agent(config, source, metrics=metrics)
+        notifier = Notifier(config, metrics=metrics) if notify else None
+        agent = Agent(config, source, metrics=metrics, notifier=notifier)
         if dry_run:
             return _print_plan(await agent.plan())
         await agent.cycle()
-        # notify: wired by notify.py (issue: tell dependent processes)
-        del notify
+        if notifier is not None:
+            await notifier.flush()  # no settle: the batch is complete
         return EXIT_OK if agent.all_current() else EXIT_FAILURE
 
 
@@ -166,7 +168,8 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
     log.info("starting", version=__version__, config=str(config_path), outputs=len(config.outputs))
     try:
         async with _source(config, metrics) as source:
-            agent = Agent(config, source, metrics=metrics)
+            notifier = Notifier(config, metrics=metrics)
+            agent = Agent(config, source, metrics=metrics, notifier=notifier)
 
             def on_hup() -> None:
                 try:
@@ -176,6 +179,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
                     log.error("config_reload_failed", error=str(exc))
                     return
                 agent.reconfigure(new)
+                notifier.reconfigure(new)
                 metrics.config_reloads.labels(outcome="ok").inc()
                 log.info("config_reloaded", outputs=len(new.outputs))
 
