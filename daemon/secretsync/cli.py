@@ -32,6 +32,7 @@ from secretsync.metrics import (
     check_health,
     health_url,
 )
+from secretsync.notify import Notifier
 from secretsync.sdnotify import SdNotifier
 from secretsync.source import SecretsSource, SourceError
 
@@ -168,12 +169,13 @@ def _source(config: Config, metrics: Metrics) -> SecretsSource:
 async def _once(config: Config, *, dry_run: bool, notify: bool) -> int:
     metrics = Metrics()
     async with _source(config, metrics) as source:
-        agent = Agent(config, source, metrics=metrics)
+        notifier = Notifier(config, metrics=metrics) if notify else None
+        agent = Agent(config, source, metrics=metrics, notifier=notifier)
         if dry_run:
             return _print_plan(await agent.plan())
         await agent.cycle()
-        # notify: wired by notify.py (issue: tell dependent processes)
-        del notify
+        if notifier is not None:
+            await notifier.flush()  # no settle: the batch is complete
         return EXIT_OK if agent.all_current() else EXIT_FAILURE
 
 
@@ -217,7 +219,8 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
     log.info("starting", version=__version__, config=str(config_path), outputs=len(config.outputs))
     try:
         async with _source(config, metrics) as source:
-            agent = Agent(config, source, metrics=metrics)
+            notifier = Notifier(config, metrics=metrics)
+            agent = Agent(config, source, metrics=metrics, notifier=notifier)
             sd.attach(agent)  # READY=1 after the first complete sync, STATUS=, WATCHDOG=1
 
             def on_hup() -> None:
@@ -228,6 +231,7 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
                     log.error("config_reload_failed", error=str(exc))
                     return
                 agent.reconfigure(new)
+                notifier.reconfigure(new)
                 metrics.config_reloads.labels(outcome="ok").inc()
                 log.info("config_reloaded", outputs=len(new.outputs))
 
