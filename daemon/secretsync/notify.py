@@ -22,8 +22,8 @@ outcome word, logged with the target name and counted in
   missing executable, HTTP status not 2xx, connection refused).
 
 At start-up (every file of the batch is a first write) a target that is not
-running yet is an info line, not a failure: the app usually starts after the
-sidecar.
+running yet is an info line and counted as ``skipped``, not a failure: the app
+usually starts after the sidecar.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from secretsync.agent import WrittenFile
 from secretsync.config import Config, NotifyTarget
 from secretsync.metrics import Metrics
 
-Outcome = Literal["ok", "error", "timeout", "not_running", "refused"]
-OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "timeout", "not_running", "refused")
+Outcome = Literal["ok", "error", "timeout", "not_running", "refused", "skipped"]
+OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "timeout", "not_running", "refused", "skipped")
 
 PROC_ROOT = Path("/proc")
 OUTPUT_LIMIT_BYTES = 2048  # command output kept for the log
@@ -270,7 +270,10 @@ class Notifier:
         attempts: int,
         duration_s: float,
     ) -> None:
-        self.metrics.notify.labels(target=name, outcome=result.outcome).inc()
+        startup_skip = result.outcome == "not_running" and initial
+        # an app that starts after the sidecar is normal: not a failure for alerts
+        counted = "skipped" if startup_skip else result.outcome
+        self.metrics.notify.labels(target=name, outcome=counted).inc()
         fields: dict[str, Any] = {
             "target": name,
             "kind": target.kind,
@@ -283,7 +286,7 @@ class Notifier:
             fields["attempts"] = attempts
         if result.outcome == "ok":
             self._log.info("notify_sent", **fields)
-        elif result.outcome == "not_running" and initial:
+        elif startup_skip:
             self._log.info("notify_skipped", reason=result.reason, startup=True, **fields)
         elif result.outcome == "not_running":
             self._log.warning("notify_failed", reason=result.reason, **fields)
