@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from secretsync import __version__, logs
+from secretsync import watch as watch_files
 from secretsync.agent import Agent, PlannedOutput
 from secretsync.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from secretsync.metrics import Metrics
@@ -168,19 +169,8 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
         async with _source(config, metrics) as source:
             agent = Agent(config, source, metrics=metrics)
 
-            def on_hup() -> None:
-                try:
-                    new = load_config(config_path)
-                except ConfigError as exc:
-                    metrics.config_reloads.labels(outcome="error").inc()
-                    log.error("config_reload_failed", error=str(exc))
-                    return
-                agent.reconfigure(new)
-                metrics.config_reloads.labels(outcome="ok").inc()
-                log.info("config_reloaded", outputs=len(new.outputs))
-
-            loop.add_signal_handler(signal.SIGHUP, on_hup)
-            del watch  # wired by watch.py (issue: watch the files)
+            reloader = watch_files.install(agent, config_path, watch=watch)
+            loop.add_signal_handler(signal.SIGHUP, reloader.request, "sighup")
             await agent.run(stop)
     except asyncio.CancelledError:
         return 130
