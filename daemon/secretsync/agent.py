@@ -147,6 +147,7 @@ class Agent:
         self.cycles = 0
         self.files_written = 0
         self.last_cycle_started: float | None = None  # monotonic
+        self._wake = asyncio.Event()
         self._log = logs.get_logger()
         self._apply(config)
 
@@ -417,23 +418,43 @@ class Agent:
     # -- drift repair (used by the watcher) ----------------------------------------------
 
     async def repair(self, path: Path) -> bool:
-        """Rewrite ``path`` from the last rendered bytes if someone else changed it.
+        """Restore ``path`` from the last rendered bytes if someone else changed it.
 
-        Makes no AWS call and notifies nobody. Returns True when a repair was needed.
+        Content, mode and owner are all put back (a chmod by someone else is drift
+        too). Makes no AWS call and notifies nobody. Returns True when a repair was
+        needed; False for an unmanaged path, one never written, or a file that is
+        already right (e.g. the event came from our own atomic write).
         """
         state = self._outputs.get(path)
         if state is None or state.last_bytes is None:
             return False
-        if await asyncio.to_thread(read_current, path) == state.last_bytes:
-            return False
+        out = state.config
         try:
-            await self._write(state.config, state.last_bytes)
+            uid, gid = resolve_uid(out.owner), resolve_gid(out.group)
+            async with self._write_lock:
+                # compare under the write lock: a cycle that has just renamed new
+                # content into place sets last_bytes before it releases the lock, so
+                # its own write is never taken for drift (nor undone)
+                if self._outputs.get(path) is not state or state.last_bytes is None:
+                    return False
+                result = await asyncio.to_thread(
+                    write_if_changed, path, state.last_bytes, mode=out.mode, uid=uid, gid=gid
+                )
         except WriteError as exc:
             self._fail(state, "write", str(exc), errno=exc.reason)
             return False
+        if not (result.did_render or result.fixed_attrs):
+            return False
         self.metrics.drift_repairs.labels(path=str(path)).inc()
-        self._log.warning("drift_repaired", path=str(path))
+        self._log.warning(
+            "drift_repaired", path=str(path), what="content" if result.did_render else "attrs"
+        )
         return True
+
+    def wake(self) -> None:
+        """Cut the current wait short: a regular cycle starts at once (or right after
+        the one in flight). Used after a config reload so new outputs appear now."""
+        self._wake.set()
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -455,6 +476,19 @@ class Agent:
         poll = self.config.poll
         return poll.interval_s * (1 + self._rng.uniform(-poll.jitter, poll.jitter))
 
+    async def _sleep(self, stop_wait: asyncio.Task[bool], timeout_s: float) -> bool:
+        """Wait for stop, :meth:`wake` or ``timeout_s``; True when woken."""
+        woken = asyncio.create_task(self._wake.wait(), name="wake-wait")
+        try:
+            await asyncio.wait(
+                {stop_wait, woken},
+                timeout=max(0.0, timeout_s),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            woken.cancel()
+        return self._wake.is_set() and not stop_wait.done()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Cycle until ``stop`` is set, then stop within a few seconds.
 
@@ -470,6 +504,7 @@ class Agent:
         regular, next_regular = True, 0.0
         try:
             while not stop.is_set():
+                self._wake.clear()  # a wake() during this cycle asks for another one
                 cycle = asyncio.create_task(self.cycle(regular=regular), name="cycle")
                 await asyncio.wait({cycle, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                 if not cycle.done():
@@ -486,10 +521,8 @@ class Agent:
                 if regular:
                     next_regular = self._clock() + self._interval_s()
                 wake_at, regular = self._next_wake(next_regular)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        asyncio.shield(stop_wait), max(0.0, wake_at - self._clock())
-                    )
+                if await self._sleep(stop_wait, wake_at - self._clock()):
+                    regular = True
         finally:
             stop_wait.cancel()
             if self.notifier is not None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from secretsync import __version__, logs
+from secretsync import watch as watch_files
 from secretsync.agent import Agent, PlannedOutput
 from secretsync.config import (
     DEFAULT_CONFIG_PATH,
@@ -223,22 +224,17 @@ async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
             agent = Agent(config, source, metrics=metrics, notifier=notifier)
             sd.attach(agent)  # READY=1 after the first complete sync, STATUS=, WATCHDOG=1
 
-            def on_hup() -> None:
-                try:
-                    new = load_config(config_path)
-                except ConfigError as exc:
-                    metrics.config_reloads.labels(outcome="error").inc()
-                    log.error("config_reload_failed", error=str(exc))
-                    return
-                agent.reconfigure(new)
-                notifier.reconfigure(new)
-                metrics.config_reloads.labels(outcome="ok").inc()
-                log.info("config_reloaded", outputs=len(new.outputs))
-
-            loop.add_signal_handler(signal.SIGHUP, on_hup)
-            del watch  # wired by watch.py (issue: watch the files)
-            # a reload can call server.reconfigure(new.metrics.listen), even from null
             server = MetricsServer(metrics, agent.probes())
+            reloader = watch_files.install(agent, config_path, watch=watch, sd=sd)
+            reloader.add_listener(lambda _old, new: notifier.reconfigure(new))
+
+            async def follow_listen(old: Config, new: Config) -> None:
+                if old.metrics.listen != new.metrics.listen:
+                    await server.reconfigure(new.metrics.listen)
+                    log.info("metrics_moved", listen=new.metrics.listen)
+
+            reloader.add_listener(follow_listen)
+            loop.add_signal_handler(signal.SIGHUP, reloader.request, "sighup")
             try:
                 await server.reconfigure(config.metrics.listen)
             except MetricsServerError as exc:

@@ -1,0 +1,493 @@
+"""Watching files: drift repair and live config reload, against moto over HTTP.
+
+Daemon tests run ``secretsync run`` as a child process and read its JSON logs;
+in-process tests drive a real Agent, Reloader and Watcher on a temp dir and
+read a fresh metrics registry. Nothing here sleeps for a fixed time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secretsync.agent import Agent
+from secretsync.config import Config, load_config
+from secretsync.metrics import Metrics
+from secretsync.source import SecretsSource
+from secretsync.watch import Reloader, Watcher
+from tests.conftest import (
+    CANARY_PASSWORD,
+    CANARY_SR_SECRET,
+    KAFKA_ID,
+    REGION,
+    SR_ID,
+    Daemon,
+    Moto,
+    example_config,
+    kafka_secret,
+    write_yaml,
+)
+from tests.support.faultproxy import FaultProxy
+from tests.support.wait import async_wait_until, wait_until
+
+NAMES = ("client.properties", "schema-registry.properties", "combined.properties")
+
+
+def content(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def mode(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return None
+
+
+def extra_output(path: Path, secret_id: str = SR_ID) -> dict[str, Any]:
+    return {"path": str(path), "mode": "0640", "secrets": [{"id": secret_id}]}
+
+
+def assert_clean_log(daemon: Daemon, *canaries: str) -> None:
+    log = daemon.log_path.read_text()
+    assert "Traceback" not in log
+    for canary in (CANARY_PASSWORD, CANARY_SR_SECRET, *canaries):
+        assert canary not in log
+
+
+def count_events(daemon: Daemon, name: str, **fields: Any) -> int:
+    return sum(
+        1
+        for e in daemon.events()
+        if e.get("event") == name and all(e.get(k) == v for k, v in fields.items())
+    )
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+# -- daemon tests ------------------------------------------------------------------------
+
+
+def test_tampered_outputs_are_restored_with_their_mode_and_no_fetch(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    moto.seed_use_case()
+    # two levels that do not exist yet: the watcher starts on the nearest parent
+    out = tmp_path / "out" / "kafka"
+    data = example_config(out, proxy.url, poll={"interval": "1h", "jitter": 0})
+    for output in data["outputs"]:
+        output["mode"] = "0640"
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg)
+    files = [out / name for name in NAMES]
+    wait_until(lambda: all(p.exists() for p in files), 20, "first sync")
+    wait_until(lambda: daemon.has_event("poll_cycle"), 10, "first cycle to finish")
+    original = {p: p.read_bytes() for p in files}
+    proxy.reset_counts()
+    target = files[0]
+
+    def restored(path: Path = target) -> bool:
+        return content(path) == original[path] and mode(path) == 0o640
+
+    def repairs() -> int:
+        return count_events(daemon, "drift_repaired", path=str(target))
+
+    tampers: list[tuple[str, Callable[[], object]]] = [
+        ("edit", lambda: target.write_text(target.read_text() + "\nsasl.mechanism=NONE\n")),
+        ("truncate", lambda: target.write_bytes(b"")),
+        ("delete", target.unlink),
+        ("chmod", lambda: target.chmod(0o644)),
+    ]
+    for what, tamper in tampers:
+        before = repairs()
+        tamper()
+        wait_until(lambda b=before: repairs() > b, 10, f"a drift repair after {what}")  # type: ignore[misc]
+        wait_until(restored, 10, f"{target} restored after {what}")
+
+    # the whole directory removed: every file comes back
+    shutil.rmtree(out)
+    wait_until(lambda: all(restored(p) for p in files), 10, "directory restored")
+
+    assert proxy.count("GetSecretValue") == 0
+    assert proxy.count("DescribeSecret") == 0  # 1h interval: no poll happened either
+    assert daemon.has_event("drift_repaired", path=str(target), what="attrs")
+    assert not daemon.has_event("config_reloaded")
+    assert daemon.stop() < 5
+    assert_clean_log(daemon)
+
+
+def test_configmap_symlink_swap_adds_an_output_without_restart(
+    moto: Moto, tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    # the layout kubelet makes for a mounted ConfigMap
+    cm = tmp_path / "configmap"
+    (cm / "..2024_01_01_00_00_00.1").mkdir(parents=True)
+    data = example_config(out, moto.url, poll={"interval": "1h", "jitter": 0})
+    write_yaml(cm / "..2024_01_01_00_00_00.1" / "sync.yaml", data)
+    (cm / "..data").symlink_to("..2024_01_01_00_00_00.1")
+    (cm / "sync.yaml").symlink_to("..data/sync.yaml")
+    daemon = start_daemon(cm / "sync.yaml")
+    wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+
+    # the swap: new timestamped dir, new ..data symlink renamed over the old one
+    new_out = tmp_path / "more" / "extra.properties"  # in a directory that does not exist
+    data["outputs"].append(extra_output(new_out))
+    (cm / "..2024_01_02_00_00_00.2").mkdir()
+    write_yaml(cm / "..2024_01_02_00_00_00.2" / "sync.yaml", data)
+    (cm / "..data_tmp").symlink_to("..2024_01_02_00_00_00.2")
+    os.rename(cm / "..data_tmp", cm / "..data")
+    shutil.rmtree(cm / "..2024_01_01_00_00_00.1")
+
+    # the poll interval is 1h: the file can only appear through the reload's wake-up
+    wait_until(new_out.exists, 10, "the new output")
+    wait_until(lambda: mode(new_out) == 0o640, 10, "its mode")
+    assert b"schema.registry.url" in new_out.read_bytes()
+    assert count_events(daemon, "config_reloaded", trigger="file") == 1
+    assert daemon.has_event("config_reloaded", added=[str(new_out)])
+
+    # the watcher follows the new output's directory
+    good = new_out.read_bytes()
+    new_out.write_bytes(b"tampered=1\n")
+    wait_until(lambda: daemon.has_event("drift_repaired", path=str(new_out)), 10, "a repair")
+    wait_until(lambda: content(new_out) == good, 10, "the new output restored")
+    assert daemon.stop() < 5
+    assert_clean_log(daemon)
+
+
+def test_invalid_config_is_refused_and_the_old_one_keeps_syncing(
+    moto: Moto, tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    data = example_config(out, moto.url, poll={"interval": "200ms", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg)
+    kafka_file = out / "client.properties"
+    wait_until(kafka_file.exists, 20, "first sync")
+
+    cfg.write_text("outputs: [unclosed\n")
+    wait_until(lambda: daemon.has_event("config_reload_failed"), 10, "YAML error refused")
+    bad_schema = example_config(out, moto.url, poll={"interval": "200ms", "jitter": 0})
+    bad_schema["outputs"][0]["colour"] = "blue"
+    write_yaml(cfg, bad_schema)
+    wait_until(lambda: count_events(daemon, "config_reload_failed") >= 2, 10, "schema refused")
+
+    errors = [e["error"] for e in daemon.events() if e.get("event") == "config_reload_failed"]
+    assert "YAML syntax error" in errors[0]
+    assert "outputs[0].colour: unknown field" in errors[1]
+
+    moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-after-bad-cfg"))
+    wait_until(
+        lambda: b"CANARY-after-bad-cfg" in (content(kafka_file) or b""),
+        10,
+        "a rotation synced on the old config",
+    )
+    assert daemon.proc.poll() is None
+    assert not daemon.has_event("config_reloaded")
+    assert daemon.stop() < 5
+    assert_clean_log(daemon, "CANARY-after-bad-cfg")
+
+
+def test_sighup_after_an_in_place_edit_reloads(
+    moto: Moto, tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    data = example_config(out, moto.url, poll={"interval": "1h", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    # --no-watch: only the signal can cause this reload
+    daemon = start_daemon(cfg, "--no-watch")
+    wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+
+    new_out = out / "extra.properties"
+    data["outputs"].append(extra_output(new_out))
+    write_yaml(cfg, data)
+    daemon.proc.send_signal(signal.SIGHUP)
+
+    wait_until(new_out.exists, 10, "the output added by the reload")
+    assert daemon.has_event("config_reloaded", trigger="sighup", added=[str(new_out)])
+    assert daemon.proc.poll() is None
+    assert daemon.stop() < 5
+    assert daemon.proc.returncode == 0
+    assert_clean_log(daemon)
+
+
+def test_no_watch_disables_repair_and_file_reload_but_polling_works(
+    moto: Moto, tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    data = example_config(out, moto.url, poll={"interval": "200ms", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg, "--no-watch")
+    kafka_file, sr_file = out / "client.properties", out / "schema-registry.properties"
+    wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+
+    sr_file.write_bytes(b"tampered=1\n")
+    new_out = out / "extra.properties"
+    data["outputs"].append(extra_output(new_out))
+    write_yaml(cfg, data)
+    moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-nowatch-5c"))
+
+    wait_until(lambda: b"CANARY-nowatch-5c" in (content(kafka_file) or b""), 10, "rotation synced")
+    cycles = count_events(daemon, "poll_cycle")
+    wait_until(lambda: count_events(daemon, "poll_cycle") >= cycles + 3, 10, "three more polls")
+    assert sr_file.read_bytes() == b"tampered=1\n"
+    assert not new_out.exists()
+    assert not daemon.has_event("drift_repaired")
+    assert not daemon.has_event("config_reloaded")
+    assert daemon.stop() < 5
+    assert_clean_log(daemon, "CANARY-nowatch-5c")
+
+
+# -- in-process tests ----------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    agent: Agent
+    reloader: Reloader
+    watcher: Watcher
+    metrics: Metrics
+    source: SecretsSource
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+Start = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def run_agent() -> AsyncIterator[Start]:
+    started: list[Running] = []
+
+    async def start(config_path: Path, endpoint: str, **reloader_args: float) -> Running:
+        metrics = Metrics()
+        source = SecretsSource(
+            region=REGION, endpoint_url=endpoint, on_request=metrics.observe_request
+        )
+        await source.start()
+        agent = Agent(load_config(config_path), source, metrics=metrics)
+        reloader = Reloader(agent, config_path, **reloader_args)
+        watcher = Watcher(agent, config_path, reloader)
+        reloader.add_listener(watcher.on_reload)
+        agent.add_service("reload", reloader.serve)
+        agent.add_service("watch", watcher.run)
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent.run(stop))
+        running = Running(agent, reloader, watcher, metrics, source, stop, task)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop.set()
+        await asyncio.wait_for(running.task, 10)
+        await running.source.close()
+
+
+async def test_own_writes_on_rotation_are_not_drift(
+    moto: Moto, tmp_path: Path, run_agent: Start
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    cfg = write_yaml(
+        tmp_path / "sync.yaml", example_config(out, moto.url, poll={"interval": "100ms"})
+    )
+    r = await run_agent(cfg, moto.url)
+    kafka_file = out / "client.properties"
+    await async_wait_until(kafka_file.exists, 20, "first sync")
+
+    for i in range(3):
+        batches = r.watcher.batches
+        password = f"CANARY-rot-{i}-x"
+        moto.rotate(KAFKA_ID, kafka_secret(password=password))
+        needle = password.encode()
+        await async_wait_until(
+            lambda n=needle: n in (content(kafka_file) or b""),  # type: ignore[misc]
+            10,
+            f"rotation {i} written",
+        )
+        # the watcher has seen (and handled) the events of that write
+        await async_wait_until(lambda b=batches: r.watcher.batches > b, 10, "watch events")  # type: ignore[misc]
+
+    # the metric follows the rename (after the directory fsync)
+    await async_wait_until(
+        lambda: sample(r.metrics, "secretsync_file_writes_total", path=str(kafka_file)) >= 4,
+        10,
+        "four writes counted",
+    )
+    for name in NAMES:
+        assert sample(r.metrics, "secretsync_drift_repairs_total", path=str(out / name)) == 0
+    assert b"CANARY-rot-2-x" in kafka_file.read_bytes()
+
+
+async def test_many_rapid_edits_cause_one_reload(
+    moto: Moto, tmp_path: Path, run_agent: Start
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    data = example_config(out, moto.url, poll={"interval": "1h", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    r = await run_agent(cfg, moto.url, settle_s=2.0, settle_max_s=60.0)
+    await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+    await async_wait_until(lambda: r.agent.cycles >= 1, 10, "first cycle")
+
+    for i in range(8):
+        requests = r.reloader.file_requests
+        data["poll"] = {"interval": f"{60 + i}m", "jitter": 0}  # each one valid on its own
+        write_yaml(cfg, data)
+        # each edit seen on its own, each one asking for a reload
+        await async_wait_until(
+            lambda n=requests: r.reloader.file_requests > n,  # type: ignore[misc]
+            10,
+            f"edit {i} seen",
+        )
+    new_out = out / "extra.properties"
+    data["outputs"].append(extra_output(new_out))
+    write_yaml(cfg, data)
+
+    await async_wait_until(new_out.exists, 20, "the final config applied")
+    assert r.agent.config == load_config(cfg)
+    assert sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 1
+    assert sample(r.metrics, "secretsync_config_reloads_total", outcome="error") == 0
+
+
+async def test_reload_keeps_values_and_readiness_and_unmanages_removed_outputs(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path, run_agent: Start
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    data = example_config(out, proxy.url, poll={"interval": "1h", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    r = await run_agent(cfg, proxy.url)
+    await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+    await async_wait_until(lambda: r.agent.cycles >= 1, 10, "first cycle")
+    assert r.agent.not_ready() == []
+    unready: list[list[str]] = []
+    seen: list[tuple[Config, Config]] = []
+
+    def listener(old: Config, new: Config) -> None:
+        seen.append((old, new))
+        unready.append(r.agent.not_ready())
+
+    r.reloader.add_listener(listener)
+    r.agent.add_cycle_hook(lambda _report: unready.append(r.agent.not_ready()))
+    proxy.reset_counts()
+
+    # keep only client.properties, with one more static property and a shorter stale_after
+    kept = data["outputs"][0]
+    kept["static"]["client.id"] = "after-reload"
+    data["outputs"] = [kept]
+    data["metrics"] = {"listen": None, "stale_after": "5m"}
+    write_yaml(cfg, data)
+    kafka_file = out / "client.properties"
+    await async_wait_until(
+        lambda: b"client.id=after-reload" in (content(kafka_file) or b""), 10, "re-rendered"
+    )
+
+    assert proxy.count("GetSecretValue") == 0  # the values in memory were kept
+    assert len(seen) == 1 and len(seen[0][0].outputs) == 3 and len(seen[0][1].outputs) == 1
+    assert unready and all(paths == [] for paths in unready)
+    assert set(r.agent.secrets) == {KAFKA_ID}  # no longer polled: SR_ID
+    assert set(r.agent.outputs) == {kafka_file}
+
+    # a removed output is left on disk and no longer managed
+    removed = out / "schema-registry.properties"
+    assert removed.exists()
+    good = kafka_file.read_bytes()
+    removed.write_bytes(b"tampered=1\n")
+    kafka_file.write_bytes(b"tampered=1\n")
+    await async_wait_until(
+        lambda: sample(r.metrics, "secretsync_drift_repairs_total", path=str(kafka_file)) == 1,
+        10,
+        "managed output repaired",
+    )
+    assert content(kafka_file) == good
+    assert removed.read_bytes() == b"tampered=1\n"
+    assert sample(r.metrics, "secretsync_drift_repairs_total", path=str(removed)) == 0
+
+
+async def test_wake_starts_a_cycle_at_once(moto: Moto, tmp_path: Path, run_agent: Start) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    cfg = write_yaml(
+        tmp_path / "sync.yaml",
+        example_config(out, moto.url, poll={"interval": "1h", "jitter": 0}),
+    )
+    r = await run_agent(cfg, moto.url)
+    await async_wait_until(lambda: r.agent.cycles >= 1, 20, "first cycle")
+
+    r.agent.wake()
+    await async_wait_until(lambda: r.agent.cycles >= 2, 10, "a second cycle long before 1h")
+    r.agent.wake()
+    await async_wait_until(lambda: r.agent.cycles >= 3, 10, "a third one")
+
+
+async def test_sighup_request_reloads_even_when_the_file_is_unchanged(
+    moto: Moto, tmp_path: Path, run_agent: Start
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
+    r = await run_agent(cfg, moto.url)
+    await async_wait_until(lambda: r.agent.cycles >= 1, 20, "first cycle")
+
+    r.reloader.request("sighup")
+    await async_wait_until(
+        lambda: sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 1,
+        10,
+        "a reload",
+    )
+
+    # a listener that fails does not undo the reload nor stop the next one
+    def broken(_old: Config, _new: Config) -> None:
+        raise RuntimeError("listener bug")
+
+    r.reloader.add_listener(broken)
+    r.reloader.request("sighup")
+    await async_wait_until(
+        lambda: sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 2,
+        10,
+        "a second reload",
+    )
+    assert not r.task.done()
+
+
+async def test_config_symlinked_from_elsewhere_reloads_on_an_edit_of_its_target(
+    moto: Moto, tmp_path: Path, run_agent: Start
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "etc").mkdir()
+    data = example_config(out, moto.url, poll={"interval": "1h", "jitter": 0})
+    target = write_yaml(tmp_path / "real" / "sync.yaml", data)
+    link = tmp_path / "etc" / "sync.yaml"
+    link.symlink_to(target)
+    r = await run_agent(link, moto.url)
+    await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+
+    # a settled watch: the edit cannot be caught by the check made when it is (re)built
+    await async_wait_until(lambda: out in r.watcher.watching, 10, "out/ watched")
+    new_out = out / "extra.properties"
+    data["outputs"].append(extra_output(new_out))
+    write_yaml(target, data)  # in place, in a directory other than the link's
+    await async_wait_until(new_out.exists, 10, "the output added by the edit")
+    assert sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 1
