@@ -8,10 +8,12 @@ read a fresh metrics registry. Nothing here sleeps for a fixed time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import stat
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +35,12 @@ from tests.conftest import (
     Daemon,
     Moto,
     example_config,
+    free_port,
     kafka_secret,
     write_yaml,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.notifysock import NotifySocket
 from tests.support.wait import async_wait_until, wait_until
 
 NAMES = ("client.properties", "schema-registry.properties", "combined.properties")
@@ -226,6 +230,54 @@ def test_sighup_after_an_in_place_edit_reloads(
     assert daemon.stop() < 5
     assert daemon.proc.returncode == 0
     assert_clean_log(daemon)
+
+
+def test_a_reload_reaches_the_notifier_the_metrics_server_and_systemd(
+    moto: Moto,
+    tmp_path: Path,
+    start_daemon: Callable[..., Daemon],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    old_port, new_port = free_port(), free_port()
+    data = example_config(out, moto.url, poll={"interval": "200ms", "jitter": 0}, settle=0)
+    data["metrics"] = {"listen": f"127.0.0.1:{old_port}"}
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    with contextlib.closing(NotifySocket()) as sock:
+        monkeypatch.setenv("NOTIFY_SOCKET", sock.address)
+        daemon = start_daemon(cfg, "--no-watch")
+        wait_until(lambda: sock.with_field("READY", "1"), 20, "READY=1")
+        assert scrape(old_port)
+
+        marker = tmp_path / "told"
+        data["metrics"] = {"listen": f"127.0.0.1:{new_port}"}
+        data["notify"] = {
+            "hook": {"command": ["sh", "-c", f'echo "$SECRETSYNC_TARGET" >> {marker}']}
+        }
+        data["outputs"][0]["notify"] = ["hook"]
+        write_yaml(cfg, data)
+        daemon.proc.send_signal(signal.SIGHUP)
+
+        wait_until(lambda: sock.with_field("RELOADING", "1"), 10, "RELOADING=1")
+        wait_until(lambda: len(sock.with_field("READY", "1")) == 2, 10, "READY=1 after it")
+        assert "MONOTONIC_USEC" in sock.with_field("RELOADING", "1")[0].fields
+        wait_until(lambda: scrape(new_port), 10, "metrics on the new address")
+        assert not scrape(old_port)
+
+        moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-reload-notify"))
+        wait_until(marker.exists, 20, "the target added by the reload")
+        assert marker.read_text() == "hook\n"
+        assert daemon.stop() < 5
+    assert_clean_log(daemon, "CANARY-reload-notify")
+
+
+def scrape(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            return b"secretsync_build_info" in resp.read()
+    except OSError:
+        return False
 
 
 def test_no_watch_disables_repair_and_file_reload_but_polling_works(
