@@ -77,3 +77,20 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "app.pid").exists()
     # the demo's secrets are random; the app only ever prints keys and hashes
     assert "password=" not in text and "PlainLoginModule" not in text
+
+
+def test_demo_without_moto_says_how_to_install_it(tmp_path: Path) -> None:
+    # a real interpreter in which `import moto` fails, as without the demo extra
+    code = (
+        "import sys; sys.modules['moto'] = None; sys.modules['moto.server'] = None\n"
+        "from secretsync.cli import main; main()"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "demo", "--dir", str(tmp_path / "d"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "pip install 'secretsync[demo]'" in result.stderr
+    assert "Traceback" not in result.stderr
