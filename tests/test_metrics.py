@@ -314,13 +314,12 @@ async def test_readyz_is_503_while_the_backend_is_down_and_200_after_the_first_s
 
 async def wait_for_status(url: str, status: int, timeout_s: float) -> str:
     """Poll ``url`` until it answers ``status``; return that body (bounded wait)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    async def body_if_status() -> str | None:
         got, _, body = await get(url)
-        if got == status:
-            return body
-        assert time.monotonic() < deadline, f"{url} still answers {got} after {timeout_s}s"
-        await asyncio.sleep(0.05)
+        return body if got == status else None
+
+    return await async_wait_until(body_if_status, timeout_s, f"{url} to answer {status}")
 
 
 async def test_readyz_fails_again_when_an_output_goes_stale(moto: Moto, tmp_path: Path) -> None:

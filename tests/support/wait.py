@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,11 +23,13 @@ def wait_until(predicate: Callable[[], T], timeout_s: float = 10.0, what: str = 
 
 
 async def async_wait_until(
-    predicate: Callable[[], T], timeout_s: float = 10.0, what: str = ""
+    predicate: Callable[[], T | Awaitable[T]], timeout_s: float = 10.0, what: str = ""
 ) -> T:
+    """Like wait_until; ``predicate`` may also be a coroutine function."""
     deadline = time.monotonic() + timeout_s
     while True:
-        value = predicate()
+        result = predicate()
+        value = await result if inspect.isawaitable(result) else result
         if value:
             return value
         if time.monotonic() > deadline:
