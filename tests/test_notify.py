@@ -585,6 +585,8 @@ async def test_failing_hanging_and_missing_commands_are_logged_and_never_block_o
         # the notifier lives on: the next batch reaches the good target again
         notifier.submit(written(("good",), a))
         await async_wait_until(lambda: len(records(rec)) == 2, 10, "the next batch")
+        # the command has run; its outcome is counted once the notifier has reaped it
+        await async_wait_until(lambda: count(metrics, "good", "ok") == 2, 10, "its outcome")
         assert not serve.done()
     finally:
         serve.cancel()
@@ -694,6 +696,8 @@ async def test_http_target_is_called_once_per_batch_and_failures_are_logged(
             # later batches still go out, one call each
             notifier.submit(written(("ok",), a))
             await async_wait_until(lambda: len(server.calls("/ok")) == 2, 10, "second call")
+            # the server saw the call before the notifier read the response and counted it
+            await async_wait_until(lambda: count(metrics, "ok", "ok") == 2, 10, "its outcome")
             assert not serve.done()
         finally:
             serve.cancel()
