@@ -11,23 +11,32 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.files import WriteError, read_current, resolve_uid, write_if_changed
+from secretsync.files import (
+    WriteError,
+    read_current,
+    real_dir,
+    resolve_uid,
+    sweep_temps,
+    temp_owner,
+    write_if_changed,
+)
 
-# (path, flags, mode the file had when it was first touched after creation)
+# (name, flags, mode the file had when it was first touched after creation)
 _opens: list[tuple[str, int, int]] | None = None
 
 
 def _audit(event: str, args: tuple[object, ...]) -> None:
-    # os.open raises "open" (path, None, flags) before the file exists; the first
-    # fchmod raises "os.chmod" right after, when the file exists with its birth mode.
+    # os.open raises "open" (name, None, flags) before the file exists; the first
+    # fchmod raises "os.chmod" (fd, mode, …) right after, when the file exists with
+    # its birth mode.
     if _opens is None:
         return
     if event == "open" and isinstance(args[0], str) and isinstance(args[2], int):
         if args[2] & os.O_CREAT:
             _opens.append((args[0], args[2], -1))
-    elif event == "os.chmod" and _opens and _opens[-1][2] == -1:
-        path, flags, _ = _opens[-1]
-        _opens[-1] = (path, flags, stat.S_IMODE(os.lstat(path).st_mode))
+    elif event == "os.chmod" and _opens and _opens[-1][2] == -1 and isinstance(args[0], int):
+        name, flags, _ = _opens[-1]
+        _opens[-1] = (name, flags, stat.S_IMODE(os.fstat(args[0]).st_mode))
 
 
 sys.addaudithook(_audit)
@@ -44,6 +53,7 @@ def test_creates_file_and_parents_with_modes(tmp_path: Path) -> None:
     assert path.read_bytes() == b"k=v\n"
     assert mode_of(path) == 0o640
     assert mode_of(path.parent) == 0o750
+    assert mode_of(path.parent.parent) == 0o750  # every directory made, not only the last
     assert [p.name for p in path.parent.iterdir()] == ["client.properties"]  # no temp left
 
 
@@ -60,7 +70,7 @@ def test_temp_file_is_born_with_the_final_mode_exclusively(tmp_path: Path) -> No
         os.umask(old_umask)
     assert len(opens) == 1
     temp, flags, mode = opens[0]
-    assert Path(temp).parent == tmp_path and temp != str(path)
+    assert "/" not in temp and temp.startswith(".client.properties.")  # beside the output
     assert mode == 0o600
     assert flags & os.O_EXCL and flags & os.O_NOFOLLOW
 
@@ -187,3 +197,91 @@ def test_resolve_uid() -> None:
     assert resolve_uid("root") == 0
     with pytest.raises(WriteError, match="unknown user 'no-such-user-x'"):
         resolve_uid("no-such-user-x")
+
+
+def test_a_parent_replaced_by_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    path = out / "client.properties"
+    directory = real_dir(path)  # resolved when management starts
+    write_if_changed(path, b"v1", directory=directory)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "client.properties").unlink()
+    out.rmdir()
+    out.symlink_to(elsewhere)  # someone swaps the directory for a link
+
+    with pytest.raises(WriteError) as info:
+        write_if_changed(path, b"v2", directory=directory)
+    assert info.value.reason == "parent_not_directory"
+    assert list(elsewhere.iterdir()) == []  # nothing written through the link
+    assert read_current(path) is None  # and nothing read through it either
+
+
+def test_symlinks_in_the_configured_path_are_resolved_once(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    path = tmp_path / "via" / "client.properties"
+    assert real_dir(path) == real
+    assert write_if_changed(path, b"v1", directory=real_dir(path)).did_render
+    assert (real / "client.properties").read_bytes() == b"v1"
+
+
+def test_an_owner_id_the_kernel_cannot_take_leaves_no_temp(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    write_if_changed(path, b"old")
+    for _ in range(3):
+        with pytest.raises(WriteError) as info:
+            write_if_changed(path, b"new", uid=4294967296)  # OverflowError in fchown
+        assert info.value.reason == "owner"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.properties"]
+    assert path.read_bytes() == b"old"
+
+
+def test_any_exception_before_the_rename_removes_the_temp(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    write_if_changed(path, b"old")
+
+    def journal_fails(_inode: int) -> None:
+        raise RuntimeError("journal down")
+
+    with pytest.raises(RuntimeError):
+        write_if_changed(path, b"new", before_replace=journal_fails)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["client.properties"]
+    assert path.read_bytes() == b"old"
+
+
+def test_before_replace_gets_the_inode_the_output_ends_up_with(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    seen: list[int] = []
+    write_if_changed(path, b"new", before_replace=seen.append)
+    assert seen == [os.stat(path).st_ino]
+
+
+def test_sweep_removes_only_our_stale_temps_of_the_given_outputs(tmp_path: Path) -> None:
+    ours = [".client.properties.0a1b2c3d.secretsync.tmp", ".sr.properties.ffffffff.secretsync.tmp"]
+    for name in ours:
+        (tmp_path / name).write_text("secret copy")
+    keep = {
+        "client.properties": "output",
+        ".other.properties.0a1b2c3d.secretsync.tmp": "another output's temp",
+        ".client.properties.XYZ.secretsync.tmp": "not our pattern",
+        "notes.txt": "someone else's",
+    }
+    for name, text in keep.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / ".client.properties.12345678.secretsync.tmp").mkdir()  # not a regular file
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    (tmp_path / ".sr.properties.87654321.secretsync.tmp").symlink_to(victim)
+
+    removed = sweep_temps(tmp_path, ["client.properties", "sr.properties"])
+
+    assert sorted(removed) == sorted(ours)
+    left = {p.name for p in tmp_path.iterdir()}
+    assert set(keep) <= left and not set(ours) & left
+    assert victim.read_text() == "x"
+    assert (tmp_path / ".sr.properties.87654321.secretsync.tmp").is_symlink()
+    assert temp_owner(".a.b.0a1b2c3d.secretsync.tmp") == "a.b"
+    assert temp_owner("a.0a1b2c3d.secretsync.tmp") is None
+    assert sweep_temps(tmp_path / "missing", ["x"]) == []

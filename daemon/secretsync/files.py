@@ -3,6 +3,13 @@
 Like consul-template's renderer, but the temp file is born with its final mode
 (never readable by others, not even for an instant), owner and group are set
 before the rename, and the directory is fsynced so the rename survives a crash.
+
+Directories are reached through handles, never through a path string: every
+component of an output's directory is opened with ``O_NOFOLLOW`` from the root
+down, so a directory that someone replaces with a symlink after secretsync
+started managing the output is refused, not followed. Symlinks that exist in
+the configured path when management starts are resolved once (see
+:func:`real_dir`) and then trusted, like the rest of the operator's config.
 """
 
 from __future__ import annotations
@@ -12,17 +19,23 @@ import errno
 import grp
 import os
 import pwd
+import re
 import secrets
 import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 DIR_MODE = 0o750
 TEMP_SUFFIX = ".secretsync.tmp"
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class WriteError(Exception):
     """An output could not be written; the previous file is untouched."""
+
+    safe_message = True  # paths and OS error texts only
 
     def __init__(self, path: Path, reason: str, message: str) -> None:
         super().__init__(f"{path}: {message}")
@@ -42,7 +55,7 @@ def resolve_uid(owner: str | int | None) -> int:
     """A user name or numeric uid → uid; ``None`` → -1 (leave as is). Raises WriteError."""
     if owner is None:
         return -1
-    if isinstance(owner, int) or owner.isdigit():
+    if isinstance(owner, int) or (owner.isascii() and owner.isdigit()):
         return int(owner)
     try:
         return pwd.getpwnam(owner).pw_uid
@@ -54,7 +67,7 @@ def resolve_gid(group: str | int | None) -> int:
     """A group name or numeric gid → gid; ``None`` → -1 (leave as is). Raises WriteError."""
     if group is None:
         return -1
-    if isinstance(group, int) or group.isdigit():
+    if isinstance(group, int) or (group.isascii() and group.isdigit()):
         return int(group)
     try:
         return grp.getgrnam(group).gr_gid
@@ -62,37 +75,105 @@ def resolve_gid(group: str | int | None) -> int:
         raise WriteError(Path(), "owner", f"unknown group {group!r}") from None
 
 
-def read_current(path: Path) -> bytes | None:
-    """The file's bytes, or None when it does not exist (or is not a regular file)."""
+def real_dir(path: Path) -> Path:
+    """The directory of ``path`` with the symlinks that exist now resolved.
+
+    Called once when secretsync starts managing an output; later writes walk
+    this directory without following any symlink.
+    """
+    return Path(os.path.realpath(path.parent))
+
+
+@contextlib.contextmanager
+def open_dir(directory: Path, *, create: bool = False) -> Iterator[int]:
+    """Yield a handle on ``directory``, opened component by component without following links.
+
+    With ``create``, missing components are made with mode 0750 each. Raises
+    OSError: ``ELOOP``/``ENOTDIR`` when a component is a symlink or not a
+    directory, ``ENOENT`` when one is missing and ``create`` is False.
+    """
+    if not directory.is_absolute():
+        raise OSError(errno.EINVAL, "not an absolute path", str(directory))
+    fd = os.open("/", _DIR_FLAGS)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        if not _is_regular(fd):
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        for part in directory.parts[1:]:
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                with contextlib.suppress(FileExistsError):  # made by someone else meanwhile
+                    os.mkdir(part, DIR_MODE, dir_fd=fd)
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.fchmod(child, DIR_MODE)  # the umask may have removed bits
+            os.close(fd)
+            fd = child
+        yield fd
     finally:
         os.close(fd)
 
 
-def _is_regular(fd: int) -> bool:
-    return stat.S_ISREG(os.fstat(fd).st_mode)
+def _open_regular(dir_fd: int, name: str) -> int | None:
+    """A read handle on regular file ``name`` in ``dir_fd``; None if missing, a link or special."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
-def _fix_attrs(path: Path, mode: int, uid: int, gid: int) -> bool:
-    st = os.stat(path, follow_symlinks=False)
-    changed = False
-    if (st.st_mode & 0o7777) != mode:
-        os.chmod(path, mode, follow_symlinks=False)
-        changed = True
-    if uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid):
-        os.chown(path, uid, gid, follow_symlinks=False)
-        changed = True
-    return changed
+def _read_fd(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _holds(dir_fd: int, name: str, data: bytes) -> bool:
+    """True when ``name`` is a regular file with exactly ``data`` (a file of another size,
+    however large, is not read)."""
+    fd = _open_regular(dir_fd, name)
+    if fd is None:
+        return False
+    try:
+        return os.fstat(fd).st_size == len(data) and _read_fd(fd) == data
+    finally:
+        os.close(fd)
+
+
+def read_current(path: Path) -> bytes | None:
+    """The file's bytes, or None when it does not exist, is not a regular file, or its
+    directory cannot be reached without following a symlink."""
+    try:
+        with open_dir(Path(os.path.abspath(path.parent))) as dir_fd:
+            fd = _open_regular(dir_fd, path.name)
+            if fd is None:
+                return None
+            try:
+                return _read_fd(fd)
+            finally:
+                os.close(fd)
+    except OSError:
+        return None
+
+
+def _fix_attrs(dir_fd: int, name: str, mode: int, uid: int, gid: int) -> bool:
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        changed = False
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+            changed = True
+        if uid not in (-1, st.st_uid) or gid not in (-1, st.st_gid):
+            os.fchown(fd, uid, gid)
+            changed = True
+        return changed
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -105,29 +186,57 @@ def fsync_dir(directory: Path) -> None:
 
 
 def write_if_changed(
-    path: Path, data: bytes, *, mode: int = 0o600, uid: int = -1, gid: int = -1
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = 0o600,
+    uid: int = -1,
+    gid: int = -1,
+    directory: Path | None = None,
+    before_replace: Callable[[int], None] | None = None,
 ) -> WriteResult:
     """Make ``path`` hold exactly ``data`` with ``mode`` and owner ``uid``/``gid`` (-1: keep).
+
+    ``directory`` is the real directory to write in (:func:`real_dir` of the
+    path when management started; by default it is resolved now). It is
+    walked without following symlinks; missing components are created 0750.
 
     When the bytes already match, nothing is written; a drifted mode or owner is
     corrected in place. Otherwise a temp file is created in the same directory
     with ``O_EXCL|O_NOFOLLOW`` and the final mode, chowned, written, fsynced,
-    renamed over ``path``, and the directory is fsynced. Missing parent
-    directories are created with mode 0750. On any failure the temp file is
-    removed, the old file is untouched, and WriteError is raised.
+    ``before_replace(inode of the temp file)`` is called (the notification
+    journal records it), the temp file is renamed over ``path``, and the
+    directory is fsynced. On any failure the temp file is removed, the old file
+    is untouched, and WriteError is raised (an exception raised by
+    ``before_replace`` propagates as it is, after the clean-up).
     """
+    directory = directory if directory is not None else real_dir(path)
+    name = path.name
     try:
-        if read_current(path) == data:
-            return WriteResult(did_render=False, fixed_attrs=_fix_attrs(path, mode, uid, gid))
-        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        with open_dir(directory, create=True) as dir_fd:
+            if _holds(dir_fd, name, data):
+                return WriteResult(False, fixed_attrs=_fix_attrs(dir_fd, name, mode, uid, gid))
+            _replace(dir_fd, name, data, mode, uid, gid, before_replace)
+            os.fsync(dir_fd)  # the rename is durable once the directory is
     except OSError as exc:
-        raise _write_error(path, exc) from None
+        raise _write_error(path, directory, exc) from None
+    except (OverflowError, ValueError) as exc:  # an owner id the kernel cannot take
+        raise WriteError(path, "owner", f"cannot set owner/group: {type(exc).__name__}") from None
+    return WriteResult(did_render=True)
 
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    except OSError as exc:
-        raise _write_error(path, exc) from None
+
+def _replace(
+    dir_fd: int,
+    name: str,
+    data: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    before_replace: Callable[[int], None] | None,
+) -> None:
+    tmp = f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode, dir_fd=dir_fd)
     try:
         try:
             os.fchmod(fd, mode)  # the umask may have removed bits we asked for
@@ -137,21 +246,59 @@ def write_if_changed(
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+            inode = os.fstat(fd).st_ino
         finally:
             os.close(fd)
-        os.replace(tmp, path)
-    except OSError as exc:
+        if before_replace is not None:
+            before_replace(inode)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        # whatever went wrong (a full disk, a bad owner id, a journal failure, a
+        # signal), a copy of the secret must not stay behind
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise _write_error(path, exc) from None
+            os.unlink(tmp, dir_fd=dir_fd)
+        raise
+
+
+def temp_owner(filename: str) -> str | None:
+    """The output file name a temp file of ours belongs to, or None if it is not ours."""
+    match = _TEMP_RE.match(filename)
+    return match.group("name") if match else None
+
+
+def sweep_temps(directory: Path, names: Iterable[str]) -> list[str]:
+    """Remove our stale temp files for the outputs ``names`` in ``directory``.
+
+    Only regular files matching our pattern (``.<name>.<8 hex>.secretsync.tmp``)
+    for one of ``names`` are removed: a crash (kill -9, power loss) between
+    creating a temp file and renaming it leaves a copy of a secret behind.
+    Call it only for outputs this process holds the lock of. Returns the
+    removed file names; a directory that cannot be read gives an empty list.
+    """
+    wanted = set(names)
+    removed: list[str] = []
     try:
-        fsync_dir(path.parent)
-    except OSError as exc:
-        # The rename happened; only its durability is in doubt. Report, do not undo.
-        raise _write_error(path, exc) from None
-    return WriteResult(did_render=True)
+        with open_dir(directory) as dir_fd:
+            for entry in os.listdir(dir_fd):
+                if temp_owner(entry) not in wanted:
+                    continue
+                with contextlib.suppress(OSError):
+                    st = os.stat(entry, dir_fd=dir_fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        os.unlink(entry, dir_fd=dir_fd)
+                        removed.append(entry)
+    except OSError:
+        return removed
+    return removed
 
 
-def _write_error(path: Path, exc: OSError) -> WriteError:
+def _write_error(path: Path, directory: Path, exc: OSError) -> WriteError:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return WriteError(
+            path,
+            "parent_not_directory",
+            "a parent directory is a symlink or not a directory (symlinks are not followed "
+            "below the directory resolved at start)",
+        )
     reason = errno.errorcode.get(exc.errno or 0, "io_error") if exc.errno else "io_error"
-    return WriteError(path, reason.lower(), exc.strerror or str(exc))
+    return WriteError(path, reason.lower(), f"{exc.strerror or exc} (in directory {directory})")
