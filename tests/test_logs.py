@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 from collections.abc import Iterator
 
+import javaproperties
 import pytest
 
 from secretsync import logs
@@ -46,10 +48,10 @@ def test_level_filters() -> None:
     assert [json.loads(line)["event"] for line in buffer.getvalue().splitlines()] == ["loud"]
 
 
-def test_registered_secret_values_are_masked_everywhere() -> None:
+def test_held_secret_values_are_masked_everywhere() -> None:
     buffer = io.StringIO()
     logs.configure("debug", "json", stream=buffer)
-    logs.register_secret_values(["CANARY-log-5d1e", "ab"])  # too short values are not masked
+    logs.hold_secret("s", ["CANARY-log-5d1e", "ab"])  # too short values are not masked
     logs.get_logger().error(
         "output_failed", error="boom CANARY-log-5d1e here", detail=ValueError("CANARY-log-5d1e")
     )
@@ -57,3 +59,56 @@ def test_registered_secret_values_are_masked_everywhere() -> None:
     assert "CANARY-log-5d1e" not in text
     assert text.count(logs.MASK) == 2
     assert logs.scrub("x CANARY-log-5d1e y") == f"x {logs.MASK} y"
+
+
+@pytest.fixture
+def held() -> Iterator[None]:
+    yield
+    logs.release_secrets_except([])
+
+
+@pytest.mark.usefixtures("held")
+def test_escaped_and_quoted_forms_of_a_value_are_masked_too() -> None:
+    value = "tok'en\"CANARY=é\\x"
+    logs.hold_secret("s", [value])
+    rendered = [
+        value,
+        json.dumps(value)[1:-1],  # in a JSON file or a JSON log line
+        repr(value)[1:-1],  # in a Python repr
+        shlex.quote(value),  # in an env file: TOKEN='tok'"'"'en…'
+        javaproperties.escape(value),  # in a .properties file
+    ]
+    for text in rendered:
+        assert logs.scrub(f"<{text}>") == f"<{logs.MASK}>", text
+
+
+@pytest.mark.usefixtures("held")
+def test_only_the_versions_held_now_are_kept() -> None:
+    logs.hold_secret("s", ["CANARY-v0-aaaa"])
+    baseline = logs.redacted_count()
+    for version in range(1, 1000):
+        logs.hold_secret("s", [f"CANARY-v{version}-aaaa"])
+    assert logs.redacted_count() == baseline  # one version's forms, not 1,000
+    assert logs.scrub("CANARY-v999-aaaa") == logs.MASK
+    logs.release_secret("s")
+    assert logs.redacted_count() == 0
+
+
+def test_error_fields_never_carry_an_exceptions_data() -> None:
+    secret = "CANARY-enc-\ud800-x"
+    try:
+        (secret + "\ud800").encode()
+    except UnicodeEncodeError as exc:
+        fields = logs.error_fields(exc, with_traceback=True)
+    assert fields["error_type"] == "UnicodeEncodeError"
+    assert "error" not in fields  # its text and repr hold the whole string
+    assert "CANARY" not in json.dumps(fields)
+    assert fields["traceback"] and all(":" in frame for frame in fields["traceback"])
+
+    class Safe(Exception):
+        safe_message = True
+
+    assert logs.error_fields(Safe("secret 'a/b': key 'k' is missing")) == {
+        "error_type": "Safe",
+        "error": "secret 'a/b': key 'k' is missing",
+    }

@@ -1,40 +1,102 @@
 """structlog set-up: JSON lines when stderr is not a TTY, console when it is.
 
-Event names are stable snake_case (``poll_cycle``, ``file_written``, …). As a
-last line of defence every event is scrubbed of any secret value the agent has
-registered with :func:`register_secret_values`, so a value that slips into a
-message by accident is still never written out.
+Event names are stable snake_case (``poll_cycle``, ``file_written``, …).
+
+Secret material never reaches a log line. The first line of defence is what
+the code logs: ids, keys, paths, counts and fixed words, never data that can
+hold a value, and never an exception's ``repr`` (see :func:`error_fields`).
+The last line of defence is the redactor: every event is scrubbed of the
+values of the secret versions currently held (``hold_secret``), in the forms a
+value takes once rendered or quoted (raw, JSON-escaped, Python-escaped, Java
+``.properties``-escaped, shell-quoted). It keeps only the versions held now,
+and compiles them into one pattern when they change, so the cost of a log
+event does not grow with the number of rotations seen.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shlex
 import sys
 import threading
+import traceback
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
+import javaproperties
 import structlog
 
 LogFormat = Literal["auto", "json", "console"]
 LEVELS = ("debug", "info", "warning", "error")
 MASK = "***"
 _MIN_REDACT_LEN = 4  # shorter values (e.g. "1", "true") would mask ordinary words
+TRACEBACK_FRAMES = 12  # innermost frames kept in a logged traceback
+
+
+def _forms(value: str) -> set[str]:
+    """The value and the escaped forms it takes in our outputs, quotes and reprs."""
+    forms = {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
+    forms.add(repr(value)[1:-1])
+    forms.add(shlex.quote(value))
+    forms.add(javaproperties.escape(value, ensure_ascii=True))
+    forms.add(javaproperties.escape(value, ensure_ascii=False))
+    return {form for form in forms if len(form) >= _MIN_REDACT_LEN}
 
 
 class _Redactor:
+    """Masks the values of the secret versions currently held.
+
+    ``hold(owner, values)`` replaces everything ``owner`` (a secret id) held
+    before, ``release(owner)`` forgets it. The sorted list of strings to mask
+    is rebuilt on change only.
+    """
+
     def __init__(self) -> None:
-        self._values: frozenset[str] = frozenset()
+        self._held: dict[str, frozenset[str]] = {}
+        self._values: tuple[str, ...] = ()  # longest first
         self._lock = threading.Lock()
 
-    def register(self, values: Iterable[str]) -> None:
-        new = {v for v in values if len(v) >= _MIN_REDACT_LEN}
+    def __repr__(self) -> str:
+        return f"_Redactor(owners={len(self._held)}, values={self.count})"
+
+    @property
+    def count(self) -> int:
+        """How many distinct strings are masked now (all forms of all held values)."""
+        return len(set().union(*self._held.values())) if self._held else 0
+
+    def hold(self, owner: str, values: Iterable[str]) -> None:
+        forms = frozenset(form for value in values for form in _forms(value))
         with self._lock:
-            # longest first so a value containing another is masked whole
-            self._values = self._values | new
+            if self._held.get(owner) == forms:
+                return
+            if forms:
+                self._held[owner] = forms
+            else:
+                self._held.pop(owner, None)
+            self._compile()
+
+    def release(self, owner: str) -> None:
+        with self._lock:
+            if self._held.pop(owner, None) is not None:
+                self._compile()
+
+    def release_all_but(self, owners: Iterable[str]) -> None:
+        keep = set(owners)
+        with self._lock:
+            gone = [owner for owner in self._held if owner not in keep]
+            for owner in gone:
+                del self._held[owner]
+            if gone:
+                self._compile()
+
+    def _compile(self) -> None:
+        # sorted once per change, not per event; longest first so that a value
+        # containing another is masked whole
+        self._values = tuple(sorted(set().union(*self._held.values()), key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
-        for value in sorted(self._values, key=len, reverse=True):
+        for value in self._values:
             if value in text:
                 text = text.replace(value, MASK)
         return text
@@ -48,8 +110,9 @@ class _Redactor:
             if isinstance(value, str):
                 event[key] = self.scrub(value)
             elif not isinstance(value, int | float | bool | type(None)):
-                scrubbed = self.scrub(str(value))
-                if scrubbed != str(value):
+                text = str(value)
+                scrubbed = self.scrub(text)
+                if scrubbed != text:
                     event[key] = scrubbed
         return event
 
@@ -57,18 +120,61 @@ class _Redactor:
 _REDACTOR = _Redactor()
 
 
-def register_secret_values(values: Iterable[str]) -> None:
-    """Remember secret values (and fragments worth masking) to scrub from every log event."""
-    _REDACTOR.register(values)
+def hold_secret(secret_id: str, values: Iterable[str]) -> None:
+    """Mask ``values`` (the strings of the version of ``secret_id`` held now) in every event.
+
+    Replaces what was held for ``secret_id`` before: a rotated-away version is
+    no longer in memory, so it is no longer worth masking.
+    """
+    _REDACTOR.hold(secret_id, values)
+
+
+def release_secret(secret_id: str) -> None:
+    """Stop masking the values of ``secret_id`` (it is no longer used)."""
+    _REDACTOR.release(secret_id)
+
+
+def release_secrets_except(secret_ids: Iterable[str]) -> None:
+    """Forget the values of every secret not in ``secret_ids`` (after a config reload)."""
+    _REDACTOR.release_all_but(secret_ids)
+
+
+def redacted_count() -> int:
+    """How many strings the redactor masks now (tests and debugging)."""
+    return _REDACTOR.count
 
 
 def scrub(text: str) -> str:
-    """Mask every registered secret value in ``text`` (for text printed outside structlog)."""
+    """Mask every held secret value in ``text`` (for text printed outside structlog)."""
     return _REDACTOR.scrub(text)
 
 
+def error_fields(exc: BaseException, *, with_traceback: bool = False) -> dict[str, Any]:
+    """Log fields that describe ``exc`` without any data it may carry.
+
+    An exception's ``repr`` and often its ``str`` hold the data that caused it
+    (``UnicodeEncodeError`` carries the whole string being encoded), so only
+    exceptions that declare a safe message (class attribute ``safe_message =
+    True``: our own errors, whose texts name ids, keys and paths only) log
+    their text. Others log their type alone. ``with_traceback`` adds the
+    innermost frames as ``file:line function`` (code locations, no values).
+    """
+    fields: dict[str, Any] = {"error_type": type(exc).__name__}
+    if getattr(exc, "safe_message", False):
+        fields["error"] = str(exc)
+    if with_traceback and exc.__traceback__ is not None:
+        frames = traceback.extract_tb(exc.__traceback__)[-TRACEBACK_FRAMES:]
+        fields["traceback"] = [f"{f.filename}:{f.lineno} {f.name}" for f in frames]
+    return fields
+
+
 def configure(level: str = "info", fmt: LogFormat = "auto", stream: TextIO | None = None) -> None:
-    """Configure structlog for the process. ``fmt="auto"`` picks console on a TTY, else JSON."""
+    """Configure structlog for the process. ``fmt="auto"`` picks console on a TTY, else JSON.
+
+    There is deliberately no ``format_exc_info`` processor: a formatted
+    traceback ends with the exception's message, which may hold data. Log
+    exceptions with :func:`error_fields` instead.
+    """
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
@@ -82,7 +188,6 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: TextIO | Non
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
             _REDACTOR,
             renderer,
         ],
