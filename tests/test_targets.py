@@ -23,6 +23,8 @@ from secretsync.config import NotifyTarget
 from tests.conftest import free_port
 from tests.support.apps import NOTIFY_CMD, Apps, is_dead, kill_recorded
 from tests.support.hookserver import HookServer
+from tests.support.hostile import BAD_PIDFILES, CUBIC, LongCmdline, bad_pidfile, java_flood
+from tests.support.ticker import Ticker
 from tests.support.wait import async_wait_until
 
 PY = sys.executable
@@ -132,6 +134,60 @@ async def test_pid_1_and_our_own_pid_are_refused_without_a_signal(tmp_path: Path
 async def test_a_missing_pidfile_is_not_running(tmp_path: Path) -> None:
     result = await send(pidfile=str(tmp_path / "not-yet.pid"))
     assert (result.outcome, result.reason) == ("not_running", "pidfile does not exist")
+
+
+@pytest.mark.parametrize(
+    "kind", ["fifo", "symlink to ns_last_pid", "sysfs file", "above pid_max", "directory"]
+)
+async def test_a_bad_pidfile_is_an_error_and_nothing_is_signalled(
+    kind: str, tmp_path: Path
+) -> None:
+    with bad_pidfile(kind, tmp_path) as pidfile:
+        # the guard matches nothing: even a broken pidfile check signals nobody
+        result = await asyncio.wait_for(
+            send(signal="SIGWINCH", pidfile=str(pidfile), process=NOBODY), 10
+        )
+    assert result.outcome == "error"
+    assert result.reason is not None and result.reason.startswith("bad pidfile: ")
+    assert BAD_PIDFILES[kind].reason in result.reason
+    assert "pid" not in result.details
+
+
+async def test_a_hostile_command_line_is_an_error_within_the_scan_budget() -> None:
+    with LongCmdline(java_flood()) as hostile:
+        assert hostile.cmdline_bytes() > 400_000
+        async with Ticker() as ticker:
+            result = await asyncio.wait_for(send(signal="SIGWINCH", process=CUBIC), 15)
+    assert ticker.ticks >= 20  # the event loop was never held by the match
+    assert (result.outcome, result.reason) == (
+        "error",
+        "process scan exceeded its time budget (5s)",
+    )
+    assert "pids" not in result.details
+
+
+async def test_a_hostile_command_line_behind_a_pidfile_is_bounded_too(tmp_path: Path) -> None:
+    pidfile = tmp_path / "app.pid"
+    with LongCmdline(java_flood()) as hostile:
+        pidfile.write_text(f"{hostile.pid}\n")
+        async with Ticker() as ticker:
+            result = await asyncio.wait_for(
+                send(signal="SIGWINCH", pidfile=str(pidfile), process=CUBIC), 15
+            )
+    assert ticker.ticks >= 20
+    assert (result.outcome, result.reason) == (
+        "error",
+        "process scan exceeded its time budget (5s)",
+    )
+
+
+async def test_a_long_command_line_matching_in_its_first_64_KiB_is_signalled() -> None:
+    tag = f"KafkaApp-{os.urandom(6).hex()}"
+    with LongCmdline([tag, "-Dfiller=" + "x" * 100_000]) as app:
+        # SIGWINCH: ignored by the paused child, so it lives on to be checked
+        result = await send(signal="SIGWINCH", process=rf"{tag} -Dfiller=x+")
+        assert app.proc is not None and app.proc.poll() is None
+    assert (result.outcome, result.details["pids"]) == ("ok", [app.pid])
 
 
 # -- commands ----------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import tempfile
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import aiohttp
 
 from secretsync.config import NotifyTarget
-from secretsync.procs import PROC_ROOT, find_processes, read_cmdline, read_pidfile
+from secretsync.procs import PidfileError, read_pidfile, scan_processes
 
 Outcome = Literal["ok", "error", "timeout", "not_running", "refused", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "timeout", "not_running", "refused", "skipped")
@@ -58,32 +57,35 @@ async def send_signal(target: NotifyTarget, *, own_pid: int) -> Result:
 
     pidfile only: its pid. process only: every pid whose command line matches.
     Both: the pidfile's pid, only if its command line matches (a recycled pid is
-    left alone). PID 1 and ``own_pid`` are refused, never signalled.
+    left alone). PID 1 and ``own_pid`` are refused, never signalled. A bad
+    pidfile (see :func:`~secretsync.procs.read_pidfile`) is an ``error``; so is
+    a ``process`` match that exceeds its time budget
+    (:func:`~secretsync.procs.scan_processes`).
     """
-    # /proc scans and os.kill are quick but blocking: keep them off the loop
-    return await asyncio.to_thread(_send_signal, target, own_pid=own_pid)
-
-
-def _send_signal(target: NotifyTarget, *, own_pid: int) -> Result:
     signum = signal.Signals[target.signal_name]
     details: dict[str, Any] = {"signal": signum.name}
     if target.pidfile is not None:
         details["pidfile"] = str(target.pidfile)
         try:
-            pid = read_pidfile(target.pidfile)
+            # instant for a local file; a hung network mount would hold a thread, not the loop
+            pid = await asyncio.to_thread(read_pidfile, target.pidfile)
         except FileNotFoundError:
             return Result("not_running", "pidfile does not exist", details=details)
-        except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
+        except PidfileError as exc:
+            return Result("error", f"bad pidfile: {exc.reason}", details=details)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
             return Result("error", f"cannot read pidfile: {reason}", details=details)
         details["pid"] = pid
         if pid in {1, own_pid}:
             return Result("refused", _refusal(pid, own_pid), details=details)
         if target.process is not None:
-            cmdline = read_cmdline(pid)
-            if cmdline is None:
+            match = await scan_processes(target.process, own_pid=own_pid, pid=pid)
+            if match.error is not None:
+                return Result("error", match.error, details=details)
+            if match.gone:
                 return Result("not_running", f"no process with pid {pid}", details=details)
-            if not re.search(target.process, cmdline):
+            if not match.pids:
                 return Result(
                     "not_running",
                     f"pid {pid} from the pidfile does not match `process` (stale pidfile?)",
@@ -92,10 +94,12 @@ def _send_signal(target: NotifyTarget, *, own_pid: int) -> Result:
         return _kill([pid], signum, details)
 
     assert target.process is not None  # guaranteed by NotifyTarget validation
-    try:
-        pids = find_processes(target.process, own_pid=own_pid)
-    except OSError as exc:
-        return Result("error", f"cannot scan {PROC_ROOT}: {exc.strerror}", details=details)
+    scan = await scan_processes(target.process, own_pid=own_pid)
+    if scan.error is not None:
+        return Result("error", scan.error, details=details)
+    if scan.capped:
+        details["scan_capped"] = True  # too many processes: later ones were not examined
+    pids = list(scan.pids)
     if 1 in pids:
         pids.remove(1)
         if not pids:
