@@ -24,6 +24,7 @@ from tests.conftest import free_port
 from tests.support.apps import NOTIFY_CMD, Apps, is_dead, kill_recorded
 from tests.support.hookserver import HookServer
 from tests.support.hostile import BAD_PIDFILES, CUBIC, LongCmdline, bad_pidfile, java_flood
+from tests.support.namespaces import without_temp_dirs
 from tests.support.ticker import Ticker
 from tests.support.wait import async_wait_until
 
@@ -251,6 +252,65 @@ async def test_cancelling_a_command_kills_its_process_group(hang_pids: Path) -> 
 
     assert is_dead(leader)
     await async_wait_until(lambda: is_dead(grandchild), 5, "the grandchild to die")
+
+
+async def test_a_megabyte_of_output_is_drained_and_truncated_to_2_KiB() -> None:
+    code = "import sys\nsys.stdout.write('x' * 1048576 + 'END')\nsys.stdout.flush()"
+    result = await asyncio.wait_for(
+        targets.run_command("chatty", target(command=[PY, "-c", code], timeout="60s"), []),
+        30,
+    )
+    assert (result.outcome, result.details["exit_code"]) == ("ok", 0)
+    assert result.details["output"] == "x" * targets.OUTPUT_LIMIT_BYTES
+    assert targets.OUTPUT_LIMIT_BYTES == 2048
+    assert result.details["output_truncated"] is True
+
+
+async def test_a_grandchild_holding_the_output_open_does_not_hold_us_up(
+    hang_pids: Path,
+) -> None:
+    argv = [PY, str(NOTIFY_CMD), "detach", str(hang_pids)]
+    result = await asyncio.wait_for(
+        # the timeout is far beyond the bounded wait: returning means "not waiting for EOF"
+        targets.run_command("detach", target(command=argv, timeout="120s"), []),
+        20,
+    )
+    assert (result.outcome, result.details["exit_code"]) == ("ok", 0)
+    assert result.details["output"] == "leader done, grandchild left running"
+    _leader, grandchild = map(int, hang_pids.read_text().split())
+    assert not is_dead(grandchild)  # it still holds the write end: no EOF was possible
+
+
+def test_command_output_is_captured_with_no_usable_temp_dir(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, json, sys, tempfile\n"
+        "from secretsync import targets\n"
+        "from secretsync.config import NotifyTarget\n"
+        "try:\n"
+        "    tempfile.TemporaryFile().close()\n"
+        "    usable = True\n"
+        "except OSError:\n"
+        "    usable = False\n"
+        "cmd = [sys.executable, '-c', "
+        "\"import sys; print('reloaded', flush=True); print('warned', file=sys.stderr)\"]\n"
+        "target = NotifyTarget.model_validate({'command': cmd})\n"
+        "try:\n"
+        "    r = asyncio.run(targets.run_command('ro', target, ['/etc/app.properties']))\n"
+        "    out = {'outcome': r.outcome, 'reason': r.reason, 'details': r.details}\n"
+        "except Exception as exc:\n"
+        "    out = {'outcome': 'raised ' + type(exc).__name__}\n"
+        "out['tempfile_usable'] = usable\n"
+        "print(json.dumps(out))\n"
+    )
+    argv, env = without_temp_dirs([PY, "-c", script])
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["tempfile_usable"] is False  # the environment really is hostile
+    assert out["outcome"] == "ok", out
+    assert out["reason"] is None
+    assert out["details"]["output"] == "reloaded\nwarned"
+    assert out["details"]["exit_code"] == 0
 
 
 # -- HTTP --------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +35,8 @@ OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "timeout", "not_running", "refus
 OUTPUT_LIMIT_BYTES = 2048  # command output kept for the log
 HTTP_BODY_LIMIT_BYTES = 256  # response body kept for the log on failure
 KILL_GRACE_S = 1.0  # SIGTERM → SIGKILL for a command's process group on timeout
+_READ_CHUNK_BYTES = 65536
+_DRAIN_LIMIT_BYTES = 1024 * 1024  # read after the command exited, at most
 PERMISSION_HINT = "permission denied (run as the same user as the app, or grant CAP_KILL)"
 
 
@@ -143,10 +144,14 @@ async def run_command(name: str, target: NotifyTarget, paths: list[str]) -> Resu
     """Run the target's argv (no shell) in its own session and process group.
 
     The environment gets ``SECRETSYNC_CHANGED_FILES`` (colon-separated paths) and
-    ``SECRETSYNC_TARGET``. Output (stdout and stderr) is captured and truncated.
-    On timeout or cancellation the whole process group gets SIGTERM, then SIGKILL.
-    Output goes to an unlinked temp file rather than a pipe, so a background
-    child that keeps the descriptor open cannot hold us up once the command exits.
+    ``SECRETSYNC_TARGET``. Output (stdout and stderr, one pipe: no temp file, so
+    a read-only root filesystem is fine) is read while the command runs; the
+    first OUTPUT_LIMIT_BYTES are kept for the log, the rest is discarded, so a
+    chatty command never blocks on a full pipe. Once the command itself has
+    exited, what is already in the pipe is read and the pipe is closed: a
+    background child that still holds it open cannot hold us up (but gets
+    EPIPE/SIGPIPE if it writes to it later). On timeout or cancellation the
+    whole process group gets SIGTERM, then SIGKILL.
     """
     assert target.command is not None
     env = {
@@ -155,12 +160,14 @@ async def run_command(name: str, target: NotifyTarget, paths: list[str]) -> Resu
         "SECRETSYNC_TARGET": name,
     }
     details: dict[str, Any] = {"command": target.command[0]}
-    with tempfile.TemporaryFile(prefix="secretsync-notify-") as out:
+    read_fd, write_fd = os.pipe()  # both close-on-exec; the child gets write_fd as 1 and 2
+    capture = _OutputCapture(read_fd)
+    try:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *target.command,
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
+                stdout=write_fd,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
@@ -171,12 +178,15 @@ async def run_command(name: str, target: NotifyTarget, paths: list[str]) -> Resu
             return Result("error", "executable not permitted", details=details)
         except OSError as exc:
             return Result("error", f"cannot start: {exc.strerror}", details=details)
+        finally:
+            os.close(write_fd)  # else the pipe never reaches EOF
         details["pid"] = proc.pid
+        capture.start()
         try:
             returncode = await asyncio.wait_for(proc.wait(), target.timeout_s)
         except TimeoutError:
             await _kill_group(proc)
-            details.update(_output(out))
+            details.update(capture.finish())
             return Result(
                 "timeout",
                 f"no exit within {target.timeout_s:g}s; process group killed",
@@ -187,7 +197,9 @@ async def run_command(name: str, target: NotifyTarget, paths: list[str]) -> Resu
             await asyncio.shield(_kill_group(proc))
             raise
         details["exit_code"] = returncode
-        details.update(_output(out))
+        details.update(capture.finish())
+    finally:
+        capture.close()
     if returncode != 0:
         return Result("error", f"exit code {returncode}", retryable=True, details=details)
     return Result("ok", details=details)
@@ -205,16 +217,78 @@ async def _kill_group(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-def _output(out: Any) -> dict[str, Any]:
-    out.seek(0)
-    data = out.read(OUTPUT_LIMIT_BYTES + 1)
-    if not data:
-        return {}
-    text = data[:OUTPUT_LIMIT_BYTES].decode("utf-8", "replace").rstrip()
-    fields: dict[str, Any] = {"output": text}
-    if len(data) > OUTPUT_LIMIT_BYTES:
-        fields["output_truncated"] = True
-    return fields
+class _OutputCapture:
+    """The read end of a command's output pipe, read by the event loop as data comes.
+
+    Keeps the first ``limit_bytes`` (plus one, to know it was truncated) and
+    counts and discards the rest.
+    """
+
+    def __init__(self, fd: int, limit_bytes: int = OUTPUT_LIMIT_BYTES) -> None:
+        self._fd = fd
+        self._limit_bytes = limit_bytes
+        self._kept = bytearray()
+        self._total_bytes = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        os.set_blocking(fd, False)
+
+    def start(self) -> None:
+        """Read whenever the pipe is readable, until EOF."""
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._on_readable)
+
+    def finish(self) -> dict[str, Any]:
+        """Read what is in the pipe now (bounded), close it, return the log fields.
+
+        Called once the command has exited: everything it wrote is in the pipe
+        already; whatever a surviving background child writes later is not waited for.
+        """
+        self._stop_reading()
+        drained = 0
+        while drained < _DRAIN_LIMIT_BYTES:
+            got = self._read_chunk()
+            if got <= 0:
+                break
+            drained += got
+        self.close()
+        if not self._kept:
+            return {}
+        text = self._kept[: self._limit_bytes].decode("utf-8", "replace").rstrip()
+        fields: dict[str, Any] = {"output": text}
+        if self._total_bytes > self._limit_bytes:
+            fields["output_truncated"] = True
+        return fields
+
+    def close(self) -> None:
+        if not self._closed:
+            self._stop_reading()
+            self._closed = True
+            os.close(self._fd)
+
+    def _on_readable(self) -> None:
+        # one read per wake-up: a command that writes without pause cannot starve the loop
+        if self._read_chunk() == 0:
+            self._stop_reading()  # EOF or a read error: nothing more will come
+
+    def _stop_reading(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._loop = None
+
+    def _read_chunk(self) -> int:
+        """Bytes read; -1 if none are there yet, 0 at EOF or on error."""
+        try:
+            chunk = os.read(self._fd, _READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return -1
+        except OSError:
+            return 0
+        room = self._limit_bytes + 1 - len(self._kept)
+        if room > 0:
+            self._kept += chunk[:room]
+        self._total_bytes += len(chunk)
+        return len(chunk)
 
 
 # -- HTTP ------------------------------------------------------------------------------
