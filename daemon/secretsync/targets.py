@@ -8,8 +8,9 @@ Every attempt ends in a :class:`Result` with one fixed outcome word:
   start-up;
 - ``refused``: the pid is 1 or secretsync's own pid (never signalled);
 - ``timeout``: the command or HTTP call did not finish in time;
-- ``error``: anything else (bad pidfile, permission denied, exit code ≠ 0,
-  missing executable, HTTP status not 2xx, connection refused).
+- ``error``: anything else (bad pidfile, a ``process`` match over its time
+  budget, permission denied, exit code ≠ 0, missing executable, HTTP status
+  not 2xx, connection refused).
 
 ``skipped`` is never returned here: the notifier counts a ``not_running`` at
 start-up as ``skipped``.
