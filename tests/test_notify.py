@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from secretsync import logs
 from secretsync.agent import WrittenFile
@@ -42,6 +38,7 @@ from tests.conftest import (
     write_yaml,
 )
 from tests.support.apps import NOTIFY_CMD, App, is_dead, kill_recorded
+from tests.support.hookserver import HookServer
 from tests.support.wait import async_wait_until, wait_until
 
 PY = sys.executable
@@ -383,115 +380,39 @@ def written(targets: tuple[str, ...], *paths: Path, initial: bool = False) -> li
     return [WrittenFile(p, targets, initial) for p in paths]
 
 
-async def test_process_regex_signals_every_match_and_no_match_is_a_logged_outcome(
+async def test_a_signal_target_is_told_once_per_batch_and_each_outcome_logged_and_counted(
     tmp_path: Path, apps: Callable[..., App], log: LogFile
 ) -> None:
     a, b = files(tmp_path, "a.properties", "b.properties")
-    first = apps("regex-app", [a])
-    clone = apps("clone", [a])  # a second matching process (e.g. two JVMs in the pod)
-    other = apps("other-app", [a])
-    regex = rf"recorder\.py .* ({first.tag}|{clone.tag})( |$)"
+    app = apps("batch-app", [a])
+    init_pidfile = tmp_path / "init.pid"
+    init_pidfile.write_text("1\n")
     metrics = Metrics()
     config = make_config(
         {
-            "matches": {"signal": "SIGUSR1", "process": regex},
+            "app": {"signal": "SIGUSR1", "pidfile": str(app.pidfile)},
             "nobody": {"signal": "SIGUSR1", "process": r"no-such-process-[0-9a-f]{32}"},
+            # SIGWINCH for pid 1: harmless even if a broken guard let it through
+            "init": {"signal": "SIGWINCH", "pidfile": str(init_pidfile)},
         }
     )
     notifier = Notifier(config, metrics=metrics)
 
-    notifier.submit(written(("matches", "nobody"), a, b))
+    notifier.submit(written(("app", "nobody", "init"), a, b))
     await notifier.flush()
 
-    assert [r["signal"] for r in first.barrier()] == ["SIGUSR1"]
-    assert [r["signal"] for r in clone.barrier()] == ["SIGUSR1"]
-    assert other.barrier() == []
-    sent = log.one("notify_sent", target="matches")
-    assert sorted(sent["pids"]) == sorted([first.pid, clone.pid])
+    assert [r["signal"] for r in app.barrier()] == ["SIGUSR1"]
+    sent = log.one("notify_sent", target="app")
+    assert (sent["pids"], sent["signal"], sent["kind"]) == ([app.pid], "SIGUSR1", "signal")
     assert sent["files"] == [str(a), str(b)]  # both files, one signal
     failed = log.one("notify_failed", target="nobody")
     assert (failed["outcome"], failed["level"]) == ("not_running", "warning")
-    assert "no process matches" in failed["reason"]
-    assert count(metrics, "matches", "ok") == 1
-    assert count(metrics, "nobody", "not_running") == 1
-
-
-async def test_pidfile_with_process_guard_leaves_a_recycled_or_stale_pid_alone(
-    tmp_path: Path, apps: Callable[..., App], log: LogFile
-) -> None:
-    (a,) = files(tmp_path, "a.properties")
-    app = apps("kafka-app")
-    impostor = apps("impostor")  # holds the pid the pidfile names, but is not the app
-    pidfile = tmp_path / "app.pid"
-    metrics = Metrics()
-    config = make_config(
-        {"app": {"signal": "SIGHUP", "pidfile": str(pidfile), "process": app.regex}}
-    )
-    notifier = Notifier(config, metrics=metrics)
-
-    pidfile.write_text(f"{impostor.pid}\n")  # a recycled pid
-    notifier.submit(written(("app",), a))
-    await notifier.flush()
-    assert impostor.barrier() == []
-    assert "does not match `process`" in log.one("notify_failed", target="app")["reason"]
-
-    gone = subprocess.Popen([PY, "-c", "pass"])
-    gone.wait()
-    pidfile.write_text(f"{gone.pid}\n")  # a stale pidfile: that process has exited
-    notifier.submit(written(("app",), a))
-    await notifier.flush()
-    assert count(metrics, "app", "not_running") == 2
-
-    pidfile.write_text(f"{app.pid}\n")
-    notifier.submit(written(("app",), a))
-    await notifier.flush()
-    assert [r["signal"] for r in app.barrier()] == ["SIGHUP"]
-    assert impostor.barrier() == []
+    assert failed["reason"] == "no process matches `process`"
+    refused = log.one("notify_failed", target="init")
+    assert (refused["outcome"], refused["level"], refused["pid"]) == ("refused", "error", 1)
     assert count(metrics, "app", "ok") == 1
-
-
-async def test_pid_1_and_our_own_pid_are_refused_without_a_signal(
-    tmp_path: Path, log: LogFile
-) -> None:
-    (a,) = files(tmp_path, "a.properties")
-    init_pidfile, own_pidfile = tmp_path / "init.pid", tmp_path / "own.pid"
-    init_pidfile.write_text("1\n")
-    own_pidfile.write_text(f"{os.getpid()}\n")
-    received: list[str] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum).name)
-
-    metrics = Metrics()
-    config = make_config(
-        {
-            # SIGWINCH for pid 1: harmless even if a broken guard let it through
-            "init": {"signal": "SIGWINCH", "pidfile": str(init_pidfile)},
-            "own": {"signal": "SIGUSR1", "pidfile": str(own_pidfile)},
-            # kill(0) would signal our whole process group; SIGWINCH would be harmless
-            "zero": {"signal": "SIGWINCH", "pidfile": str(tmp_path / "zero.pid")},
-        }
-    )
-    (tmp_path / "zero.pid").write_text("0\n")
-    notifier = Notifier(config, metrics=metrics)
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGUSR1, signal.SIGUSR2)}
-    try:
-        notifier.submit(written(("init", "own", "zero"), a))
-        await notifier.flush()
-        os.kill(os.getpid(), signal.SIGUSR2)  # barrier: USR1 (10) would be handled first
-        await async_wait_until(lambda: received, 5, "the barrier signal")
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    assert received == ["SIGUSR2"]
-    for name in ("init", "own"):
-        failed = log.one("notify_failed", target=name)
-        assert (failed["outcome"], failed["level"]) == ("refused", "error")
-        assert count(metrics, name, "refused") == 1
-    assert "PID 1" in log.one("notify_failed", target="init")["reason"]
-    assert "own pid" in log.one("notify_failed", target="own")["reason"]
-    assert log.one("notify_failed", target="zero")["outcome"] == "error"
+    assert count(metrics, "nobody", "not_running") == 1
+    assert count(metrics, "init", "refused") == 1
 
 
 async def test_a_missing_app_at_start_up_is_an_info_line_later_a_failure(
@@ -614,46 +535,6 @@ async def test_cancelling_the_notifier_kills_a_running_command(
 
     assert is_dead(leader)
     await async_wait_until(lambda: is_dead(grandchild), 5, "the grandchild to die")
-
-
-class HookServer:
-    """A local HTTP endpoint: /ok answers 204, /fail 500; every request is recorded."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.requests.append(
-            {
-                "path": request.path,
-                "method": request.method,
-                "token": request.headers.get("X-Token"),
-                "body": await request.json() if request.can_read_body else None,
-            }
-        )
-        if request.path == "/ok":
-            return web.Response(status=204)
-        return web.Response(status=500, text="reload failed")
-
-    async def __aenter__(self) -> HookServer:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
-
-    def calls(self, path: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["path"] == path]
 
 
 async def test_http_target_is_called_once_per_batch_and_failures_are_logged(

@@ -87,6 +87,23 @@ class App:
         self.proc.wait(timeout=10)
 
 
+class Apps:
+    """Starts :class:`App` processes in ``workdir``; :meth:`stop_all` stops every one."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.started: list[App] = []
+
+    def __call__(self, name: str, files: Sequence[Path] = ()) -> App:
+        app = App(self.workdir, name, files)
+        self.started.append(app)
+        return app
+
+    def stop_all(self) -> None:
+        for app in self.started:
+            app.stop()
+
+
 def kill_recorded(pidsfile: Path) -> None:
     """Kill the pids a `hang` command recorded, if a failed test left them running.
 

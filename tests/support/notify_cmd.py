@@ -8,6 +8,9 @@ notify_cmd.py fail CODE LINES COUNTFILE
 notify_cmd.py hang PIDSFILE
     start a grandchild in the same process group, write both pids to PIDSFILE
     (one per line), then wait forever
+notify_cmd.py detach PIDSFILE
+    start a grandchild that inherits stdout/stderr and waits forever, write both
+    pids to PIDSFILE, print a line and exit 0 (the grandchild keeps the output open)
 """
 
 from __future__ import annotations
@@ -38,13 +41,16 @@ def main() -> int:
         for i in range(lines):
             print(f"failing on purpose, line {i}", file=sys.stderr if i % 2 else sys.stdout)
         return code
-    if mode == "hang":
+    if mode in {"hang", "detach"}:
         child = subprocess.Popen(
             [sys.executable, "-c", "import signal\nwhile True: signal.pause()"]
         )
         tmp = args[0] + ".tmp"
         Path(tmp).write_text(f"{os.getpid()}\n{child.pid}\n")
         os.replace(tmp, args[0])
+        if mode == "detach":
+            print("leader done, grandchild left running")
+            return 0
         while True:
             signal.pause()
     raise SystemExit(f"unknown mode {mode!r}")
