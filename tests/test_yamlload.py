@@ -13,6 +13,7 @@ from secretsync import yamlload
 from secretsync.config import ConfigError, load_config
 from secretsync.yamlload import (
     MAX_CONFIG_BYTES,
+    MAX_CONFIG_CHARS,
     MAX_CONFIG_NODES,
     MAX_YAML_DEPTH,
     load_yaml,
@@ -103,6 +104,15 @@ def test_the_node_limit_counts_plain_nodes_too(monkeypatch: pytest.MonkeyPatch) 
         ConfigError, match=f"too many YAML nodes after alias expansion \\(limit {limit}\\)$"
     ):
         load_yaml("[" + "0," * limit + "]")
+
+
+def test_a_long_string_aliased_many_times_counts_its_text_each_time() -> None:
+    long = "x" * 100_000
+    repeats = MAX_CONFIG_CHARS // len(long)  # the anchored copy itself counts once
+    load_yaml(f"[&s {long}" + ", *s" * (repeats - 1) + "]")
+    with pytest.raises(ConfigError, match=f"too much YAML text .*limit {MAX_CONFIG_CHARS} char"):
+        aliases = ", ".join(f"k{i}: *s" for i in range(repeats))
+        load_yaml(f"static: {{a: &s {long}, {aliases}}}")
 
 
 def test_aliases_and_merge_keys_within_the_limit_still_work() -> None:

@@ -1,12 +1,16 @@
 """Bounded YAML: read at most MAX_CONFIG_BYTES, build at most MAX_CONFIG_NODES.
 
+Pure except :func:`read_config_text`, which reads one file.
+
 A tiny YAML file can describe a huge document through nested aliases (the
 "billion laughs": ``b: &b [*a, *a, …]``, ``c: &c [*b, *b, …]``). PyYAML shares
 aliased nodes, so loading stays cheap, but anything that walks the result
 (validation, an error message, a log line) sees the fully expanded tree. So
 the composer counts every node *including each alias dereference* (an alias
 counts as the whole subtree it names) and refuses the document as soon as the
-expanded size passes the limit, before anything else looks at it.
+expanded size passes the limit, before anything else looks at it. The text of
+scalars is counted the same way (MAX_CONFIG_CHARS), so aliasing one long
+string many times cannot make a huge document either.
 
 Also refused: nesting deeper than MAX_YAML_DEPTH, an alias inside the node
 it names (a recursive document), and a key given twice in one mapping (YAML
@@ -20,10 +24,11 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
-from secretsync.config_errors import ConfigError
+from secretsync.config_errors import ConfigError, brief
 
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_CHARS = 2 * MAX_CONFIG_BYTES  # scalar text after alias expansion
 MAX_YAML_DEPTH = 50  # a real sync.yaml nests about 7 levels deep
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -56,18 +61,25 @@ class _BoundedLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self._expanded_nodes = 0
+        self._expanded_chars = 0
         self._aliases = 0
         self._depth = 0
-        # expanded size of each anchored node, set once the node is complete
-        self._anchored_size: dict[Node, int] = {}
+        # expanded (nodes, scalar characters) of each anchored node, once it is complete
+        self._anchored_size: dict[Node, tuple[int, int]] = {}
 
-    def _count(self, nodes: int) -> None:
+    def _count(self, nodes: int, chars: int) -> None:
         self._expanded_nodes += nodes
+        self._expanded_chars += chars
+        hint = "; is an alias (*name) repeated in nested lists?" if self._aliases else ""
         if self._expanded_nodes > MAX_CONFIG_NODES:
-            hint = "; is an alias (*name) repeated in nested lists?" if self._aliases else ""
             raise ConfigError(
                 "config: too many YAML nodes after alias expansion "
                 f"(limit {MAX_CONFIG_NODES}){hint}"
+            )
+        if self._expanded_chars > MAX_CONFIG_CHARS:
+            raise ConfigError(
+                "config: too much YAML text after alias expansion "
+                f"(limit {MAX_CONFIG_CHARS} characters){hint}"
             )
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
@@ -82,22 +94,25 @@ class _BoundedLoader(yaml.SafeLoader):
                         "(a recursive document)"
                     )
                 self._aliases += 1
-                self._count(size)
+                self._count(*size)
             return super().compose_node(parent, index)
         if self._depth >= MAX_YAML_DEPTH:
             raise ConfigError(
                 f"config: YAML nested too deeply at {_line(event)} (limit {MAX_YAML_DEPTH} levels)"
             )
         anchor = getattr(event, "anchor", None)
-        before = self._expanded_nodes
-        self._count(1)
+        before = (self._expanded_nodes, self._expanded_chars)
+        self._count(1, len(event.value) if isinstance(event, yaml.ScalarEvent) else 0)
         self._depth += 1
         try:
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
         if anchor is not None and node is not None:
-            self._anchored_size[node] = self._expanded_nodes - before
+            self._anchored_size[node] = (
+                self._expanded_nodes - before[0],
+                self._expanded_chars - before[1],
+            )
         return node
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[object, object]:
@@ -106,7 +121,7 @@ class _BoundedLoader(yaml.SafeLoader):
             if isinstance(key, ScalarNode) and key.tag != _MERGE_TAG:
                 if (key.tag, key.value) in seen:
                     raise ConfigError(
-                        f"config: key {key.value[:80]!r} appears twice in one mapping, at "
+                        f"config: key {brief(key.value)} appears twice in one mapping, at "
                         f"{_line(seen[(key.tag, key.value)])} and {_line(key)}"
                     )
                 seen[(key.tag, key.value)] = key
