@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +179,39 @@ MALFORMED = [
         "outputs[0].secrets[0].keys",
         "a list of keys or a mapping",
     ),
-    ("no secrets", "outputs: [{path: /o/a, secrets: []}]\n", "outputs[0].secrets", "at least 1"),
+    (
+        "no secrets",
+        "outputs: [{path: /o/a, secrets: []}]\n",
+        "outputs[0].secrets",
+        "at least one secret is required",
+    ),
+    (
+        "SIGKILL",
+        "notify: {app: {signal: SIGKILL, pidfile: /p}}\n"
+        "outputs: [{path: /o/a, secrets: [{id: s}], notify: [app]}]\n",
+        "notify.app.signal",
+        "SIGKILL cannot be used (a process cannot handle it); allowed: SIGHUP",
+    ),
+    (
+        "owner in fullwidth digits",
+        "outputs: [{path: /o/a, owner: '４２', secrets: [{id: s}]}]\n",
+        "outputs[0].owner",
+        "or a numeric uid 0-4294967294",
+    ),
+    (
+        "process regex matching everything",
+        "notify: {app: {process: '.*'}}\n"
+        "outputs: [{path: /o/a, secrets: [{id: s}], notify: [app]}]\n",
+        "notify.app.process",
+        "would match every process",
+    ),
+    (
+        "one file twice through ..",
+        "outputs:\n  - {path: /o/x.properties, secrets: [{id: s}]}\n"
+        "  - {path: /o/../o/x.properties, secrets: [{id: t}]}\n",
+        "outputs[1].path",
+        "each output needs its own",
+    ),
     ("no outputs", "aws: {region: us-east-1}\n", "outputs", "required"),
     (
         "notify target with two kinds",
@@ -250,3 +283,301 @@ def test_errors_are_config_error_not_pydantic() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({"outputs": [{"path": "/o/a", "secrets": [{"id": "s"}], "x": 1}]})
     assert "pydantic" not in str(info.value)
+
+
+# --- values echoed in errors are short, and so is the whole message ---------------------
+
+
+HUGE_STRING = "Q" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"poll": {"interval": HUGE_STRING}, "outputs": MINIMAL["outputs"]},
+        {"poll": {"interval": list(range(100_000))}, "outputs": MINIMAL["outputs"]},
+        {"outputs": [{**MINIMAL["outputs"][0], "mode": HUGE_STRING}]},
+        {"outputs": [{**MINIMAL["outputs"][0], "format": HUGE_STRING}]},
+        {"outputs": [{**MINIMAL["outputs"][0], "owner": list(range(100_000))}]},
+        {"notify": {"a": {"signal": HUGE_STRING, "pidfile": "/p"}}, "outputs": MINIMAL["outputs"]},
+        {"poll": {"jitter": HUGE_STRING}, "outputs": MINIMAL["outputs"]},
+    ],
+    ids=["duration string", "duration list", "mode", "format", "owner list", "signal", "float"],
+)
+def test_a_huge_value_is_cut_short_in_the_error(data: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    message = str(info.value)
+    assert len(message) <= 300, message
+    assert "Q" * 81 not in message and "99998" not in message
+    assert "…" in message or "a list of 100000 items" in message
+
+
+def test_a_config_error_has_at_most_50_lines_of_at_most_300_characters() -> None:
+    long_key = "k" * 5000
+    outputs = [
+        {"path": f"/o/{i}", "mode": "x", "secrets": [{"id": "s", "keys": {long_key: long_key}}]}
+        for i in range(200)
+    ]
+    with pytest.raises(ConfigError) as info:
+        parse_config({"outputs": outputs, "notify": {long_key: {"command": []}}})
+    lines = str(info.value).splitlines()
+    assert len(lines) == 50
+    assert all(len(line) <= 300 for line in lines)
+    assert lines[-1].startswith("… and ") and lines[-1].endswith(" more problems")
+
+
+def test_a_huge_yaml_string_is_cut_short_by_check(tmp_path: Path) -> None:
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text(f"poll: {{interval: '{'x' * 500_000}'}}\n" + "outputs: []\n")
+
+    result = run_cli("check", "-c", str(cfg))
+
+    assert result.returncode == 2
+    assert "poll.interval: expected a duration" in result.stderr
+    assert "outputs: at least one output is required" in result.stderr
+    assert len(result.stderr) < 1000
+
+
+# --- pydantic's own wording never reaches the user ----------------------------------------
+
+OUT = MINIMAL["outputs"][0]
+RAW_WORDING = [
+    ({"aws": "us-east-1", "outputs": [OUT]}, "aws: expected a mapping with keys from: region"),
+    ({"outputs": "x"}, "outputs: expected a list, got 'x'"),
+    ({"outputs": []}, "outputs: at least one output is required"),
+    ({"outputs": [{**OUT, "secrets": [{"id": ""}]}]}, "secrets[0].id: must not be empty"),
+    ({"outputs": [{**OUT, "secrets": [{"id": 5}]}]}, "id: expected a string, got 5"),
+    ({"outputs": [{**OUT, "secrets": [{"id": "x" * 3000}]}]}, "at most 2048 characters"),
+    ({"poll": {"jitter": "abc"}, "outputs": [OUT]}, "poll.jitter: expected a number, got 'abc'"),
+    ({"notify": {"a": {"command": ["x"], "retries": 1.5}}, "outputs": [OUT]}, "a whole number"),
+    ({"notify": {"a": {"command": []}}, "outputs": [OUT]}, "notify.a.command: at least one"),
+    ({"notify": {"a": None}, "outputs": [OUT]}, "notify.a: expected a mapping with keys from"),
+    ({"outputs": [{**OUT, "static": "x"}]}, "outputs[0].static: expected a mapping"),
+    ({"outputs": [{**OUT, "format": "xml"}]}, "allowed: 'properties', 'json' or 'env'; got 'xml'"),
+    (
+        {"notify": {"a": {"http": {"url": "http://h", "method": "FETCH"}}}, "outputs": [OUT]},
+        "method: allowed: 'GET', 'POST'",
+    ),
+    ({"metrics": {"listen": 9464}, "outputs": [OUT]}, "metrics.listen: expected a string"),
+]
+
+
+@pytest.mark.parametrize(("data", "expected"), RAW_WORDING, ids=[e for _, e in RAW_WORDING])
+def test_errors_are_in_our_words(data: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    message = str(info.value)
+    assert expected in message
+    assert "Input should" not in message and "List should" not in message
+    assert "pydantic" not in message.lower()
+
+
+# --- one file, one output ------------------------------------------------------------------
+
+
+def test_output_paths_are_kept_normalised() -> None:
+    data = {"outputs": [{**OUT, "path": "/o/./sub/../x.properties"}]}
+    assert parse_config(data).outputs[0].path == Path("/o/x.properties")
+    data = {"outputs": [{**OUT, "path": "//o/x.properties"}]}
+    assert parse_config(data).outputs[0].path == Path("/o/x.properties")
+
+
+SAME_FILE = ["/o/../o/x.properties", "/o/./x.properties", "//o/x.properties"]
+
+
+@pytest.mark.parametrize("second", SAME_FILE)
+def test_two_spellings_of_one_path_are_one_output(second: str) -> None:
+    data = {"outputs": [{**OUT, "path": "/o/x.properties"}, {**OUT, "path": second}]}
+    with pytest.raises(ConfigError, match=r"outputs\[1\].path: the same file as outputs\[0\].path"):
+        parse_config(data)
+
+
+def test_two_outputs_through_a_symlinked_directory_are_one_file(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text(
+        "outputs:\n"
+        "  - {path: real/x.properties, secrets: [{id: s}]}\n"
+        "  - {path: other.properties, secrets: [{id: s}]}\n"
+        f"  - {{path: {tmp_path}/link/x.properties, secrets: [{{id: t}}]}}\n"
+    )
+
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+
+    message = str(info.value)
+    assert "outputs[2].path" in message and "outputs[0].path" in message
+    assert "outputs[2].path: the same file as outputs[0].path through a symlink" in message
+    assert os.path.realpath(tmp_path / "real" / "x.properties") in message
+
+
+def test_a_symlinked_file_is_the_file_it_points_to(tmp_path: Path) -> None:
+    (tmp_path / "a.properties").symlink_to(tmp_path / "b.properties")
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text(
+        "outputs:\n  - {path: a.properties, secrets: [{id: s}]}\n"
+        "  - {path: b.properties, secrets: [{id: t}]}\n"
+    )
+    result = run_cli("check", "-c", str(cfg))
+    assert result.returncode == 2
+    assert "outputs[1].path" in result.stderr and "outputs[0].path" in result.stderr
+
+
+@pytest.mark.parametrize("field", ["path", "pidfile"])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("", "expected a file path"), ("/o/a\0b", "NUL"), ("/o/dir/", "not a directory")],
+    ids=["empty", "NUL", "directory"],
+)
+def test_bad_paths_are_config_errors(field: str, value: str, problem: str) -> None:
+    out = {**OUT, "notify": ["app"]}
+    target = {"signal": "SIGHUP", "pidfile": "/run/app.pid"}
+    if field == "path":
+        out["path"] = value
+    else:
+        target["pidfile"] = value
+    with pytest.raises(ConfigError, match=problem) as info:
+        parse_config({"outputs": [out], "notify": {"app": target}})
+    assert ("outputs[0].path" if field == "path" else "notify.app.pidfile") in str(info.value)
+
+
+# --- owner and group -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["owner", "group"])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        ("0", 0),
+        ("1000", 1000),
+        (4294967294, 4294967294),
+        ("kafka", "kafka"),
+        ("Kafka_App-1.x", "Kafka_App-1.x"),
+        ("_svc", "_svc"),
+        ("machine$", "machine$"),
+        ("a" * 32, "a" * 32),
+    ],
+)
+def test_good_owners_and_groups(field: str, value: object, expected: object) -> None:
+    out = parse_config({"outputs": [{**OUT, field: value}]}).outputs[0]
+    assert getattr(out, field) == expected
+
+
+@pytest.mark.parametrize("field", ["owner", "group"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        -1,
+        "-1",
+        4294967295,
+        "4294967295",
+        "99999999999999999999",
+        "４２",  # fullwidth digits: str.isdigit() says yes
+        "٤٢",  # Arabic-Indic digits
+        "\u212aafka",  # KELVIN SIGN, which folds to "k"
+        True,
+        1.5,
+        "",
+        "a" * 33,
+        "kafka app",
+        "1kafka",
+        "-kafka",
+        "ka$fka",
+        [1000],
+    ],
+)
+def test_bad_owners_and_groups_are_config_errors(field: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"outputs\[0\]\.{field}: (expected a|out of range)"):
+        parse_config({"outputs": [{**OUT, field: value}]})
+
+
+# --- notify targets ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", [".*", "x?", "", "^", "a|", "(?:)", "$", "\\s*"])
+def test_a_process_regex_matching_the_empty_string_is_refused(pattern: str) -> None:
+    data = {"notify": {"app": {"process": pattern}}, "outputs": [OUT]}
+    with pytest.raises(ConfigError, match=r"notify\.app\.process: .*would match every process"):
+        parse_config(data)
+
+
+def test_a_specific_process_regex_is_accepted() -> None:
+    data = {"notify": {"app": {"process": "java .*KafkaApp"}}, "outputs": [OUT]}
+    assert parse_config(data).notify["app"].process == "java .*KafkaApp"
+
+
+@pytest.mark.parametrize("name", ["SIGKILL", "kill", "SIGSTOP", "stop"])
+def test_uncatchable_signals_say_why(name: str) -> None:
+    data = {"notify": {"app": {"signal": name, "pidfile": "/p"}}, "outputs": [OUT]}
+    with pytest.raises(ConfigError, match=r"SIG(KILL|STOP) cannot be used \(a process cannot"):
+        parse_config(data)
+
+
+def test_a_relative_pidfile_resolves_against_the_config_file_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    conf_dir = tmp_path / "etc"
+    conf_dir.mkdir()
+    cfg = conf_dir / "sync.yaml"
+    cfg.write_text(
+        "notify: {app: {pidfile: run/../run/app.pid}}\n"
+        "outputs: [{path: a.properties, secrets: [{id: s}], notify: [app]}]\n"
+    )
+
+    config = load_config(cfg)
+
+    assert config.notify["app"].pidfile == conf_dir / "run" / "app.pid"
+    assert config.outputs[0].path == conf_dir / "a.properties"
+
+
+def test_a_relative_pidfile_needs_a_config_file() -> None:
+    with pytest.raises(ConfigError, match=r"notify\.app\.pidfile: must be an absolute path"):
+        parse_config({"notify": {"app": {"pidfile": "app.pid"}}, "outputs": [OUT]})
+
+
+# --- empty sections ------------------------------------------------------------------------
+
+
+def test_the_example_with_region_commented_out_is_valid(tmp_path: Path) -> None:
+    text = (REPO / "sync.yaml.example").read_text()
+    assert "\n  region: us-east-1" in text
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text(text.replace("\n  region: us-east-1", "\n  # region: us-east-1"))
+
+    config = load_config(cfg)
+
+    assert config.aws.region is None and config.aws.endpoint_url is None
+    assert run_cli("check", "-c", str(cfg)).returncode == 0
+
+
+def test_empty_sections_mean_their_defaults() -> None:
+    data = {
+        "aws": None,
+        "poll": None,
+        "metrics": None,
+        "notify": None,
+        "outputs": [{**OUT, "static": None, "notify": None}],
+    }
+    config = parse_config(data)
+    assert config == parse_config(MINIMAL)
+    assert config.metrics.listen == "0.0.0.0:9464"  # an empty `metrics:` does not disable it
+
+
+def test_empty_outputs_or_secrets_say_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match=r"^outputs: at least one output is required$"):
+        parse_config({"outputs": None})
+    with pytest.raises(ConfigError, match=r"^outputs\[0\]\.secrets: at least one secret is req"):
+        parse_config({"outputs": [{"path": "/o/a", "secrets": None}]})
+
+
+def test_an_empty_file_says_so(tmp_path: Path) -> None:
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match="the file is empty"):
+        load_config(cfg)

@@ -18,6 +18,7 @@ from pathlib import Path
 from secretsync import __version__, logs
 from secretsync import watch as watch_files
 from secretsync.agent import Agent, PlannedOutput
+from secretsync.awsenv import resolve_region
 from secretsync.config import (
     DEFAULT_CONFIG_PATH,
     Config,
@@ -135,6 +136,12 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
         ids = len(config.secret_ids)
         print(f"{config_path}: ok ({len(config.outputs)} outputs, {ids} secrets)")
+        if resolve_region(config.aws.region) is None:
+            print(
+                "secretsync: warning: no AWS region: set aws.region, AWS_REGION "
+                "or a region in the AWS config file",
+                file=sys.stderr,
+            )
         return EXIT_OK
     try:
         if args.command == "once":

@@ -1,23 +1,22 @@
 """The sync.yaml contract: pydantic models that reject anything they do not know.
 
-Everything here is pure except :func:`load_config`, which reads one file. Models
+Everything here is pure except :func:`load_config`, which reads one file (through
+the bounded reader in :mod:`secretsync.yamlload`) and resolves symlinks. Models
 are frozen; every validation error is turned into a :class:`ConfigError` whose
-lines each name the field (``outputs[1].mode``) and what is allowed there.
+lines each name the field (``outputs[1].mode``) and what is allowed there (see
+:mod:`secretsync.config_errors`).
 """
 
 from __future__ import annotations
 
+import os
 import re
-import signal
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from pathlib import Path
+from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -26,85 +25,39 @@ from pydantic import (
     model_validator,
 )
 
-DEFAULT_CONFIG_PATH = "/etc/secretsync/sync.yaml"
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_DURATION_HELP = 'a duration such as "500ms", "30s", "5m", "1h" or a number of seconds'
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; ``str()`` is the message for the user."""
-
-
-def parse_duration(value: object) -> float:
-    """Return seconds for ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"`` or a plain number.
-
-    Negative values, booleans and any other unit are rejected with a ValueError
-    whose text lists the accepted forms.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected {_DURATION_HELP}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"must not be negative; expected {_DURATION_HELP}")
-        return float(value)
-    if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if match:
-            return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
-    raise ValueError(f"expected {_DURATION_HELP}, got {value!r}")
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-def _parse_mode(value: object) -> int:
-    if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value):
-        mode = int(value, 8)
-        if mode & 0o002:
-            raise ValueError("must not be world-writable (allowed: 0000-0775 without o+w)")
-        return mode
-    raise ValueError(
-        f'expected an octal string such as "0600" or "0640" (allowed: "0000"-"0775"), '
-        f"got {value!r}"
-        + (" (quote it in YAML: a bare 0600 is read as a number)" if isinstance(value, int) else "")
-    )
-
-
-FileMode = Annotated[int, BeforeValidator(_parse_mode)]
-
-
-def _scalar_to_str(value: object) -> str:
-    # YAML turns `retries: 3` and `enable: true` into int/bool; Java wants text.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float | str):
-        return str(value)
-    raise ValueError("expected a string, number or boolean")
-
-
-StaticValue = Annotated[str, BeforeValidator(_scalar_to_str)]
-
-SIGNAL_NAMES = sorted(
-    s.name for s in signal.Signals if s.name.startswith("SIG") and not s.name.startswith("SIG_")
+from secretsync.config_errors import MAX_PATH_ECHO_CHARS, ConfigError, brief, format_errors
+from secretsync.config_types import (
+    Duration,
+    FileMode,
+    NullIsEmptyList,
+    NullIsEmptyMapping,
+    SignalName,
+    StaticValue,
+    account_field,
+    file_path,
+    parse_duration,
 )
+from secretsync.yamlload import MAX_CONFIG_BYTES, MAX_CONFIG_NODES, load_yaml, read_config_text
 
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_NODES",
+    "AwsConfig",
+    "Config",
+    "ConfigError",
+    "HttpTarget",
+    "MetricsConfig",
+    "NotifyTarget",
+    "OutputConfig",
+    "PollConfig",
+    "SecretRef",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
 
-def _parse_signal(value: object) -> str:
-    if isinstance(value, str):
-        name = value.upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        if name in SIGNAL_NAMES and name not in {"SIGKILL", "SIGSTOP"}:
-            return name
-    raise ValueError(
-        f"unknown signal {value!r}; allowed: SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGINT, "
-        "or another standard name except SIGKILL/SIGSTOP"
-    )
-
-
-SignalName = Annotated[str, BeforeValidator(_parse_signal)]
+DEFAULT_CONFIG_PATH = "/etc/secretsync/sync.yaml"
 
 
 class _Model(BaseModel):
@@ -189,29 +142,26 @@ class SecretRef(_Model):
 
 
 class OutputConfig(_Model):
+    """One file to write.
+
+    ``path``: absolute, or relative to the config file's directory; kept
+    normalised (``/o/../o/x`` becomes ``/o/x``). ``owner``/``group``: a name, or
+    a uid/gid (a YAML number or a string of ASCII digits, kept as an int).
+    """
+
     path: Path
     format: Literal["properties", "json", "env"] = "properties"
     mode: FileMode = 0o600
-    owner: str | int | None = None
-    group: str | int | None = None
-    secrets: list[SecretRef] = Field(min_length=1)
-    static: dict[str, StaticValue] = Field(default_factory=dict)
-    notify: list[str] = Field(default_factory=list)
+    owner: Annotated[str | int | None, account_field("user")] = None
+    group: Annotated[str | int | None, account_field("group")] = None
+    secrets: Annotated[list[SecretRef], NullIsEmptyList] = Field(min_length=1)
+    static: Annotated[dict[str, StaticValue], NullIsEmptyMapping] = Field(default_factory=dict)
+    notify: Annotated[list[str], NullIsEmptyList] = Field(default_factory=list)
 
     @field_validator("path", mode="before")
     @classmethod
     def _path(cls, value: object, info: ValidationInfo) -> Path:
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError("expected a file path")
-        path = Path(value)
-        if not path.is_absolute():
-            base = (info.context or {}).get("base_dir")
-            if base is None:
-                raise ValueError("must be an absolute path")
-            path = Path(base) / path
-        if PurePosixPath(value).name in {"", ".", ".."}:
-            raise ValueError("must name a file, not a directory")
-        return path
+        return file_path(value, info)
 
     @model_validator(mode="after")
     def _static_vs_secrets(self) -> OutputConfig:
@@ -220,10 +170,10 @@ class OutputConfig(_Model):
             for key in sorted(ref.output_keys() or ()):
                 if key in seen:
                     raise ValueError(
-                        f"key {key!r} is given by both {seen[key]} and secret {ref.id!r}; "
-                        "each key must come from one source"
+                        f"key {brief(key)} is given by both {seen[key]} and secret "
+                        f"{brief(ref.id)}; each key must come from one source"
                     )
-                seen[key] = f"secret {ref.id!r}"
+                seen[key] = f"secret {brief(ref.id)}"
         return self
 
     @property
@@ -234,7 +184,7 @@ class OutputConfig(_Model):
 class HttpTarget(_Model):
     url: str
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: Annotated[dict[str, str], NullIsEmptyMapping] = Field(default_factory=dict)
     timeout_s: Duration = Field(default=5.0, alias="timeout", gt=0, le=300)
 
     @field_validator("url")
@@ -246,7 +196,13 @@ class HttpTarget(_Model):
 
 
 class NotifyTarget(_Model):
-    """How to tell one dependent process: a signal, a command or an HTTP call."""
+    """How to tell one dependent process: a signal, a command or an HTTP call.
+
+    ``pidfile``: absolute, or relative to the config file's directory (like
+    output paths; never to the daemon's working directory). ``process``: a
+    regex searched in ``/proc/<pid>/cmdline`` (NULs as spaces); one that
+    matches the empty string is refused, as it would match every process.
+    """
 
     signal: SignalName | None = None
     pidfile: Path | None = None
@@ -257,14 +213,24 @@ class NotifyTarget(_Model):
     retries: int = Field(default=0, ge=0, le=1)
     retry_backoff_s: Duration = Field(default=1.0, alias="retry_backoff", ge=0, le=60)
 
+    @field_validator("pidfile", mode="before")
+    @classmethod
+    def _pidfile(cls, value: object, info: ValidationInfo) -> Path | None:
+        return None if value is None else file_path(value, info)
+
     @field_validator("process")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
+                regex = re.compile(value)
             except re.error as exc:
                 raise ValueError(f"not a valid regular expression: {exc}") from None
+            if regex.search("") is not None:
+                raise ValueError(
+                    f"{brief(value)} matches the empty string, so it would match every "
+                    'process; name the program, e.g. "java .*KafkaApp"'
+                )
         return value
 
     @model_validator(mode="after")
@@ -300,13 +266,17 @@ class NotifyTarget(_Model):
 
 
 class Config(_Model):
-    aws: AwsConfig = Field(default_factory=AwsConfig)
-    poll: PollConfig = Field(default_factory=PollConfig)
+    """The whole sync.yaml. An empty (null) ``aws``, ``poll``, ``metrics`` or
+    ``notify`` section means its defaults; to disable metrics set ``metrics.listen: null``.
+    """
+
+    aws: Annotated[AwsConfig, NullIsEmptyMapping] = Field(default_factory=AwsConfig)
+    poll: Annotated[PollConfig, NullIsEmptyMapping] = Field(default_factory=PollConfig)
     settle_s: Duration = Field(default=2.0, alias="settle", ge=0, le=3600)
     settle_max_s: Duration = Field(default=30.0, alias="settle_max", ge=0, le=86400)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    outputs: list[OutputConfig] = Field(min_length=1)
-    notify: dict[str, NotifyTarget] = Field(default_factory=dict)
+    metrics: Annotated[MetricsConfig, NullIsEmptyMapping] = Field(default_factory=MetricsConfig)
+    outputs: Annotated[list[OutputConfig], NullIsEmptyList] = Field(min_length=1)
+    notify: Annotated[dict[str, NotifyTarget], NullIsEmptyMapping] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -317,16 +287,18 @@ class Config(_Model):
         paths: dict[Path, int] = {}
         for index, output in enumerate(self.outputs):
             if output.path in paths:
+                # the path comes last: a long one is cut, the field names are not
+                shown = brief(str(output.path), MAX_PATH_ECHO_CHARS)
                 raise ValueError(
-                    f"outputs[{index}].path: {str(output.path)!r} is also outputs"
-                    f"[{paths[output.path]}].path; each output needs its own file"
+                    f"outputs[{index}].path: the same file as outputs[{paths[output.path]}].path;"
+                    f" each output needs its own file (both are {shown})"
                 )
             paths[output.path] = index
             for name in output.notify:
                 if name not in self.notify:
                     allowed = ", ".join(sorted(self.notify)) or "(none defined)"
                     raise ValueError(
-                        f"outputs[{index}].notify: {name!r} is not a target of the "
+                        f"outputs[{index}].notify: {brief(name)} is not a target of the "
                         f"notify section; allowed: {allowed}"
                     )
         return self
@@ -342,115 +314,60 @@ class Config(_Model):
 
 
 def parse_config(data: object, *, base_dir: Path | None = None) -> Config:
-    """Validate already-parsed YAML data; relative output paths resolve against ``base_dir``.
+    """Validate already-parsed YAML data. Pure: no file system access.
 
-    Raises ConfigError with one line per problem, each naming the field.
+    Relative output paths and pidfiles resolve against ``base_dir``; without it
+    they are an error. Paths are normalised lexically, so ``/o/x`` and
+    ``/o/../o/x`` are one output (an error); symlinks are :func:`load_config`'s job.
+    Raises ConfigError with one bounded line per problem, each naming the field.
     """
+    if data is None:
+        raise ConfigError(
+            "config: the file is empty (or only comments); at least `outputs` is required"
+        )
     if not isinstance(data, Mapping):
         raise ConfigError("config: expected a mapping at the top level (aws, poll, outputs, …)")
     try:
         return Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
+        raise ConfigError(format_errors(exc, Config)) from None
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a sync.yaml file. Raises ConfigError for any problem, I/O included."""
+    """Read and validate a sync.yaml file. Raises ConfigError for any problem, I/O included.
+
+    The file is bounded before validation (at most MAX_CONFIG_BYTES, and
+    MAX_CONFIG_NODES YAML nodes after alias expansion). Relative paths resolve
+    against the file's directory. Two outputs that are one file through a
+    symlink are an error too (checked here, as it needs the file system).
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = load_yaml(read_config_text(path))
+        config = parse_config(data, base_dir=path.resolve().parent)
+        _check_distinct_files(config)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config is not UTF-8 text") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: YAML syntax error{where}: {problem}") from None
-    try:
-        return parse_config(data, base_dir=path.resolve().parent)
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{path}: cannot read config: {reason}") from None
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    return config
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "config"
-
-
-def _is_model(obj: object) -> bool:
-    return isinstance(obj, type) and issubclass(obj, BaseModel)
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class that validates the mapping at ``loc`` (for listing allowed keys)."""
-    current: Any = Config
-    for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = next(
-                (f for name, f in current.model_fields.items() if part in (name, f.alias)), None
+def _check_distinct_files(config: Config) -> None:
+    """Raise ConfigError if two outputs resolve (through symlinks) to one file."""
+    seen: dict[str, int] = {}
+    problems = []
+    for index, output in enumerate(config.outputs):
+        real = os.path.realpath(output.path)
+        if real in seen:
+            first = seen[real]
+            shown = brief(real, MAX_PATH_ECHO_CHARS)
+            problems.append(
+                f"outputs[{index}].path: the same file as outputs[{first}].path through a "
+                f"symlink; each output needs its own file (both resolve to {shown})"
             )
-            if field is None:
-                return None
-            current = field.annotation
-        elif isinstance(part, int):
-            current = next(iter(getattr(current, "__args__", ())), None)
         else:
-            args: tuple[Any, ...] = getattr(current, "__args__", ())
-            current = args[-1] if len(args) == 2 else None
-        if get_origin(current) in (Union, UnionType):  # X | None
-            models = [a for a in get_args(current) if _is_model(a)]
-            current = models[0] if models else None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-# pydantic adds the member type to the location of a union's errors
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|function-.*)$")
-_UNION_HELP = {
-    "keys": "expected a list of keys or a mapping {secret_key: output_key}",
-    "owner": "expected a user name or a numeric uid",
-    "group": "expected a group name or a numeric gid",
-}
-_BOUND_WORDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-
-
-def _format_errors(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and _UNION_TAG.match(p)))
-        field = _format_loc(loc)
-        if not loc:  # cross-field checks name their own fields
-            lines.append(err["msg"].removeprefix("Value error, "))
-            continue
-        if len(loc) < len(err["loc"]) and str(loc[-1]) in _UNION_HELP:
-            lines.append(f"{field}: {_UNION_HELP[str(loc[-1])]}")
-            continue
-        if err["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            allowed = (
-                ", ".join(f.alias or name for name, f in model.model_fields.items())
-                if model
-                else "see the configuration reference"
-            )
-            lines.append(f"{field}: unknown field; allowed: {allowed}")
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            msg = "required field is missing"
-        elif err["type"] == "literal_error":
-            msg = msg.replace("Input should be", "allowed:")
-        elif err["type"].startswith(("greater_than", "less_than")):
-            ctx = err.get("ctx", {})
-            bounds = " and ".join(f"{_BOUND_WORDS.get(k, k)} {v}" for k, v in ctx.items())
-            msg = f"out of range: allowed {bounds}; got {err.get('input')!r}"
-        lines.append(f"{field}: {msg}")
-    # one line per distinct problem; unions repeat the same location several times
-    return "\n".join(dict.fromkeys(lines))
+            seen[real] = index
+    if problems:
+        raise ConfigError("\n".join(problems))
