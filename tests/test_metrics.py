@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -30,14 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from secretsync import __version__, logs
 from secretsync.agent import Agent
 from secretsync.config import Config, parse_config
-from secretsync.metrics import (
-    DEFAULT_HEALTH_URL,
-    Metrics,
-    MetricsServer,
-    MetricsServerError,
-    Probes,
-    health_url,
-)
+from secretsync.metrics import DEFAULT_HEALTH_URL, Metrics, health_url
+from secretsync.server import MetricsServer, MetricsServerError, Probes
 from secretsync.source import SecretsSource
 from tests.conftest import (
     CANARY_PASSWORD,
@@ -52,7 +47,7 @@ from tests.conftest import (
     run_cli,
     write_yaml,
 )
-from tests.support.contract import CONTRACT
+from tests.support.contract import CONTRACT, STANDARD, is_standard
 from tests.support.faultproxy import FaultProxy
 from tests.support.promtool import run_promtool
 from tests.support.wait import async_wait_until, wait_until
@@ -256,7 +251,13 @@ async def test_scrape_has_the_whole_contract_and_promtool_finds_it_clean(
     assert status == 200
     assert content_type.startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    assert set(families) == set(CONTRACT)  # every contract metric, and nothing else
+    # every contract metric, the standard process_/python_ collectors, and nothing else
+    assert {name for name in families if not is_standard(name)} == set(CONTRACT)
+    for name, kind in STANDARD.items():
+        assert families[name].type == kind, name
+    assert families["process_resident_memory_bytes"].samples[0].value > 0
+    assert families["process_open_fds"].samples[0].value > 0
+    assert 0 < families["process_start_time_seconds"].samples[0].value <= time.time()
     assert "_created" not in text  # prometheus_client's extra gauges are dropped
     for name, (kind, labels) in CONTRACT.items():
         family = families[name]
@@ -447,6 +448,18 @@ async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> Non
         finally:
             await server.stop()
         assert not server.running
+
+
+def test_the_metrics_module_and_the_health_client_do_not_import_aiohttp() -> None:
+    # `secretsync health` and `check` must stay cheap: no aiohttp behind metrics.py
+    code = (
+        "import sys, secretsync.metrics as m; m.health_url(None); "
+        "print(sorted(k for k in sys.modules if k.split('.')[0] == 'aiohttp'))"
+    )
+    cmd = [sys.executable, "-c", code]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_health_url_comes_from_metrics_listen() -> None:

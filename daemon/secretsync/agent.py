@@ -30,8 +30,9 @@ from secretsync.files import (
     resolve_uid,
     write_if_changed,
 )
-from secretsync.metrics import Metrics, Probes
+from secretsync.metrics import Metrics
 from secretsync.render import RenderError, SecretValue, collect, render
+from secretsync.server import Probes
 from secretsync.source import THROTTLE_CODES, SecretsSource, SourceError
 
 BACKOFF_BASE_S = 1.0

@@ -27,15 +27,10 @@ from secretsync.config import (
     parse_duration,
 )
 from secretsync.demo import run_demo
-from secretsync.metrics import (
-    Metrics,
-    MetricsServer,
-    MetricsServerError,
-    check_health,
-    health_url,
-)
+from secretsync.metrics import Metrics, check_health, health_url
 from secretsync.notify import Notifier
 from secretsync.sdnotify import SdNotifier
+from secretsync.server import MetricsServer, MetricsServerError
 from secretsync.source import SecretsSource, SourceError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2

@@ -17,6 +17,28 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "secretsync_config_reloads": ("counter", frozenset({"outcome"})),
 }
 
+# The standard collectors of prometheus_client next to the contract: ``process_*``
+# (ProcessCollector) and ``python_*`` (PlatformCollector, GCCollector). Their exact
+# set depends on the platform and the library version, so a scrape may carry any
+# family with these prefixes; these are the ones dashboards rely on.
+STANDARD_PREFIXES = ("process_", "python_")
+STANDARD: dict[str, str] = {
+    "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge",
+    "process_cpu_seconds": "counter",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
+    "process_start_time_seconds": "gauge",
+    "python_info": "gauge",
+    "python_gc_collections": "counter",
+}
+
+
+def is_standard(family: str) -> bool:
+    """True for a family of the standard collectors (``process_*``, ``python_*``)."""
+    return family.startswith(STANDARD_PREFIXES)
+
+
 _SUFFIXES = {
     "counter": ("_total",),
     "gauge": ("",),

@@ -1,0 +1,366 @@
+"""server.py: the metrics server's limits, against real sockets and real hostile clients.
+
+A flood of half-sent requests, a slowloris, oversize requests and bodies; while
+the server is under pressure the daemon around it must keep its probes, scrapes,
+AWS calls, files and config reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from secretsync import logs
+from secretsync.agent import Agent
+from secretsync.config import parse_config
+from secretsync.metrics import Metrics
+from secretsync.server import (
+    HEADER_TIMEOUT_S,
+    MAX_CONNECTIONS,
+    MetricsServer,
+    Probes,
+    ServerLimits,
+)
+from secretsync.source import SecretsSource
+from tests.conftest import REGION, Moto, example_config, free_port, write_yaml
+from tests.support.flood import fd_budget, half_sent_flood
+from tests.support.wait import async_wait_until
+
+FLOOD = 1100  # more than the 1024 descriptors a default container gives a process
+ALWAYS_HEALTHY = Probes(lambda: time.monotonic(), lambda: 30.0, lambda: [])
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, timeout=aiohttp.ClientTimeout(total=5)) as resp,
+    ):
+        return resp.status, await resp.text()
+
+
+async def answers_200(url: str) -> str | None:
+    """The body when ``url`` answers 200 now; None on any other answer or error."""
+    try:
+        status, body = await get(url)
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return body if status == 200 else None
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and s.labels == labels:
+                return s.value
+    raise AssertionError(f"no sample {name}{labels}")
+
+
+async def exchange(port: int, data: bytes, timeout_s: float = 30) -> bytes:
+    """Send ``data`` on a fresh connection, read until the server closes; b"" on a reset."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        try:
+            await writer.drain()
+            return await asyncio.wait_for(reader.read(), timeout_s)
+        except ConnectionError:
+            return b""
+    finally:
+        writer.transport.abort()
+
+
+async def closed_without_response(reader: asyncio.StreamReader) -> bool:
+    """Wait (bounded) for the server to close this connection; True if it sent nothing."""
+    try:
+        return await asyncio.wait_for(reader.read(), 10) == b""
+    except ConnectionResetError:
+        return True
+
+
+def status_of(response: bytes) -> int | None:
+    """The status code of a raw HTTP response; None when there was none (closed)."""
+    if not response:
+        return None
+    return int(response.split(b" ", 2)[1])
+
+
+@pytest.fixture
+async def server() -> Any:
+    srv = MetricsServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    logs.configure("debug", "json", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        structlog.reset_defaults()
+
+
+# -- a flood of half-sent requests ----------------------------------------------------------
+
+
+async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_syncing(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    config = parse_config(example_config(tmp_path / "out", moto.url))
+    metrics = Metrics()
+    source = SecretsSource(region=REGION, endpoint_url=moto.url, on_request=metrics.observe_request)
+    async with source:
+        agent = Agent(config, source, metrics=metrics)
+        srv = MetricsServer(metrics, agent.probes(), host="127.0.0.1", port=0)
+        await srv.start()  # (this raises the soft fd limit; the budget below is set after)
+        try:
+            # a process that cannot open as many descriptors as the flood has connections
+            with fd_budget(headroom=MAX_CONNECTIONS + 300) as limit:
+                assert limit < FLOOD
+                async with half_sent_flood("127.0.0.1", srv.port, FLOOD) as flood:
+                    # the server kept accepting: every connection went through
+                    assert (flood.connected, flood.failed) == (FLOOD, 0)
+                    assert srv.connections <= MAX_CONNECTIONS
+
+                    await async_wait_until(lambda: answers_200(srv.url + "/healthz"), 30, "200")
+                    # the daemon's own work needs new sockets and files: it still has them
+                    await agent.cycle()
+                    assert agent.all_current()
+                    files = [(tmp_path / f"f{i}").open("w") for i in range(50)]
+                    for f in files:
+                        f.close()
+                    text = await async_wait_until(lambda: answers_200(srv.url + "/metrics"), 30)
+                    ok = {"operation": "DescribeSecret", "outcome": "ok"}
+                    assert sample(text, "secretsync_aws_requests_total", **ok) == 2
+                    assert sample(text, "secretsync_ready") == 1
+                    assert srv.shed["evicted"] >= FLOOD - MAX_CONNECTIONS
+        finally:
+            await srv.stop()
+
+
+async def test_at_the_cap_the_oldest_half_sent_request_makes_room_for_a_probe() -> None:
+    limits = ServerLimits(max_connections=4, header_timeout_s=120)
+    srv = MetricsServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
+    await srv.start()
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        for n in range(1, 5):
+            reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+            writer.write(b"GET /metrics HTTP/1.1\r\n")
+            held.append((reader, writer))
+            await async_wait_until(lambda n=n: srv.connections == n, 10, f"{n} connections")
+
+        assert await answers_200(srv.url + "/healthz")
+        assert await closed_without_response(held[0][0])  # the oldest
+        await async_wait_until(lambda: srv.connections == 3, 10, "the probe's connection closed")
+        assert srv.shed["evicted"] == 1
+        assert not any(reader.at_eof() for reader, _ in held[1:])
+    finally:
+        for _, writer in held:
+            writer.transport.abort()
+        await srv.stop()
+
+
+async def test_the_daemon_keeps_syncing_reloading_and_answering_under_a_flood(
+    moto: Moto, tmp_path: Path, start_daemon: Any
+) -> None:
+    moto.seed_use_case()
+    port = free_port()
+    data = example_config(
+        tmp_path / "out",
+        moto.url,
+        poll={"interval": "200ms", "jitter": 0},
+        metrics={"listen": f"127.0.0.1:{port}"},
+    )
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg)
+    await async_wait_until(lambda: daemon.has_event("metrics_listening"), 30, "the server")
+    # the descriptors of a default container, which the daemon cannot raise
+    try:
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_NOFILE, (1024, 1024))
+    except (AttributeError, OSError) as exc:
+        pytest.skip(f"cannot limit the daemon's descriptors here: {type(exc).__name__}")
+    url = f"http://127.0.0.1:{port}"
+    describe_ok = {"operation": "DescribeSecret", "outcome": "ok"}
+
+    async with half_sent_flood("127.0.0.1", port, FLOOD) as flood:
+        assert (flood.connected, flood.failed) == (FLOOD, 0)
+        await async_wait_until(lambda: answers_200(url + "/healthz"), 30, "/healthz 200")
+        text = await async_wait_until(lambda: answers_200(url + "/metrics"), 30, "a scrape")
+        before = sample(text, "secretsync_aws_requests_total", **describe_ok)
+
+        async def polled_twice_more() -> bool:
+            body = await answers_200(url + "/metrics")
+            return body is not None and (
+                sample(body, "secretsync_aws_requests_total", **describe_ok) >= before + 4
+            )
+
+        await async_wait_until(polled_twice_more, 30, "DescribeSecret calls to keep succeeding")
+
+        data["poll"] = {"interval": "300ms", "jitter": 0}
+        write_yaml(cfg, data)
+
+        async def reloaded() -> bool:
+            body = await answers_200(url + "/metrics")
+            return body is not None and (
+                sample(body, "secretsync_config_reloads_total", outcome="ok") == 1
+            )
+
+        await async_wait_until(reloaded, 30, "the config reload")
+        health = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "secretsync", "health", "-c", str(cfg)
+        )
+        assert await asyncio.wait_for(health.wait(), 30) == 0
+
+    events = daemon.events()
+    assert not [e for e in events if e.get("level") == "error" or e["event"] == "<non-json>"]
+    # ~1,000 evictions, summarised at most once a minute: never a line per connection
+    assert 1 <= len([e for e in events if e["event"] == "http_connections_shed"]) <= 5
+
+
+# -- slow and oversize requests -------------------------------------------------------------
+
+
+async def test_a_slowloris_is_closed_after_the_header_timeout(server: MetricsServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    trickle = b"X-Slow: " + b"a" * 120 + b"\r\n\r\n"  # 130 s at a byte a second
+    closed_after: int | None = None
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for sent, byte in enumerate(trickle):
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                # the pace: a byte a second, unless the server closes first
+                if await asyncio.wait_for(reader.read(1), 1.0) == b"":
+                    closed_after = sent
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                closed_after = sent
+                break
+    finally:
+        writer.transport.abort()
+    assert closed_after is not None, "the server waited for the whole trickle"
+    assert closed_after < HEADER_TIMEOUT_S + 30  # generous: only catches "never"
+    assert server.shed["timed_out"] == 1
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+            id="1x100KB",
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: " % i + b"a" * 6000 + b"\r\n" for i in range(20))
+            + b"\r\n",
+            id="20x6KB",
+        ),
+        pytest.param(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: a\r\n" % i for i in range(40))
+            + b"\r\n",
+            id="40-headers",
+        ),
+    ],
+)
+async def test_oversize_headers_get_4xx_or_a_closed_connection(
+    server: MetricsServer, request_bytes: bytes
+) -> None:
+    status = status_of(await exchange(server.port, request_bytes))
+    assert status is None or 400 <= status < 500, status
+    assert await answers_200(server.url + "/healthz")
+
+
+async def test_an_oversize_request_line_gets_414_or_400(server: MetricsServer) -> None:
+    line = b"GET /healthz?" + b"q" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert status_of(await exchange(server.port, line)) in (400, 414)
+
+
+@pytest.mark.parametrize("size", [10, 100_000])
+@pytest.mark.parametrize("method", [b"GET", b"POST"])
+async def test_a_request_body_is_refused(server: MetricsServer, method: bytes, size: int) -> None:
+    head = b"%s /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (method, size)
+    status = status_of(await exchange(server.port, head + b"a" * size))
+    assert status is None or 400 <= status < 500, status
+
+
+async def test_a_prometheus_scrape_fits_the_limits(server: MetricsServer) -> None:
+    scrape = (
+        b"GET /metrics HTTP/1.1\r\nHost: 10.1.2.3:9464\r\nUser-Agent: Prometheus/2.53.0\r\n"
+        b"Accept: application/openmetrics-text;version=1.0.0;q=0.5,"
+        b"text/plain;version=0.0.4;q=0.4,*/*;q=0.1\r\nAccept-Encoding: gzip\r\n"
+        b"X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n"
+    )
+    response = await exchange(server.port, scrape)
+    assert status_of(response) == 200
+    assert b"secretsync_build_info" in response
+
+
+async def test_one_request_per_connection(server: MetricsServer) -> None:
+    twice = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2  # pipelined
+    response = await exchange(server.port, twice)  # returns once the server closes
+    assert status_of(response) == 200
+    assert response.count(b"HTTP/1.1 ") == 1
+    head = response.partition(b"\r\n\r\n")[0].lower()
+    assert b"\r\nconnection: close" in head
+    body = response.partition(b"\r\n\r\n")[2]
+    assert json.loads(body)["healthy"] is True
+    not_found = await exchange(server.port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(not_found) == 404
+    assert b"\r\nconnection: close" in not_found.lower()
+
+
+async def test_a_flood_of_bad_requests_is_summarised_not_logged_each(
+    server: MetricsServer, log_buffer: io.StringIO, capfd: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(50):
+        assert status_of(await exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n")) == 400
+    assert server.shed["bad_request"] == 50
+    shed = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
+    shed = [e for e in shed if e["event"] == "http_connections_shed"]
+    assert len(shed) == 1
+    assert shed[0]["level"] == "debug"
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err  # aiohttp's own per-request error log is silenced
+
+
+# -- the process -----------------------------------------------------------------------------
+
+
+async def test_start_raises_the_soft_fd_limit_to_the_hard_limit(log_buffer: io.StringIO) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard < 300:
+        pytest.skip(f"hard RLIMIT_NOFILE is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    srv = MetricsServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0)
+    try:
+        await srv.start()
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        await srv.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
+    [logged] = [e for e in events if e["event"] == "fd_limit"]
+    assert (logged["soft_before"], logged["soft"], logged["hard"]) == (256, hard, hard)
