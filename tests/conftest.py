@@ -248,3 +248,24 @@ def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[st
         text=True,
         timeout=timeout_s,
     )
+
+
+@pytest.fixture
+def make_rig() -> Iterator[Any]:
+    """``make_rig(config, store, **kwargs)``: a syncer with a real writer; locks released after."""
+    from tests.support.harness import rig  # noqa: PLC0415 (harness imports this module)
+
+    made: list[Any] = []
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        r = rig(*args, **kwargs)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.writer.close()
+
+
+# the in-process daemon (tests/support/inproc.py), as a fixture for every test module
+from tests.support.inproc import run_inproc  # noqa: E402, F401

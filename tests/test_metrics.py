@@ -1,6 +1,6 @@
 """Metrics, /healthz and /readyz: real polls against moto, real scrapes over HTTP.
 
-Each test builds its own CollectorRegistry and drives an Agent with a real
+Each test builds its own CollectorRegistry and drives a Syncer with a real
 SecretsSource, so every value asserted here was produced by real requests.
 """
 
@@ -29,11 +29,13 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from secretsync import __version__, logs
-from secretsync.agent import Agent
 from secretsync.config import Config, parse_config
 from secretsync.metrics import DEFAULT_HEALTH_URL, Metrics, health_url
+from secretsync.poller import Poller
 from secretsync.server import MetricsServer, MetricsServerError, Probes
 from secretsync.source import SecretsSource
+from secretsync.syncer import Syncer
+from secretsync.writer import OutputWriter
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
@@ -72,35 +74,49 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 @asynccontextmanager
 async def polling(
     config: Config, endpoint: str, metrics: Metrics, *, max_attempts: int = 3
-) -> AsyncIterator[Agent]:
-    """An Agent over a started SecretsSource that counts requests into ``metrics``."""
+) -> AsyncIterator[Syncer]:
+    """A Syncer over a started SecretsSource that counts requests into ``metrics``."""
     source = SecretsSource(
         region=REGION,
         endpoint_url=endpoint,
         max_attempts=max_attempts,
         on_request=metrics.observe_request,
     )
+    writer = OutputWriter(metrics)
     async with source:
-        yield Agent(config, source, metrics=metrics)
+        syncer = Syncer(config, source, writer, metrics=metrics)
+        writer.on_written = syncer.on_written
+        writer.manage([o.path for o in config.outputs])
+        try:
+            yield syncer
+        finally:
+            writer.close()
+
+
+def probes_of(syncer: Syncer) -> Probes:
+    return Probes(
+        last_poll_started=lambda: syncer.last_cycle_started,
+        poll_interval_s=lambda: syncer.config.poll.interval_s,
+        not_ready=syncer.not_ready,
+    )
 
 
 @asynccontextmanager
 async def serving(
-    agent: Agent, *, min_window_s: float = 60.0, run: bool = True
+    syncer: Syncer, *, min_window_s: float = 60.0, run: bool = True
 ) -> AsyncIterator[MetricsServer]:
-    """A MetricsServer on an ephemeral loopback port; with ``run`` the agent loop runs too."""
+    """A MetricsServer on an ephemeral loopback port; with ``run`` the poller runs too."""
     server = MetricsServer(
-        agent.metrics, agent.probes(), host="127.0.0.1", port=0, min_window_s=min_window_s
+        syncer.metrics, probes_of(syncer), host="127.0.0.1", port=0, min_window_s=min_window_s
     )
     await server.start()
-    stop = asyncio.Event()
-    task = asyncio.create_task(agent.run(stop)) if run else None
+    task = asyncio.create_task(Poller(syncer).run()) if run else None
     try:
         yield server
     finally:
-        stop.set()
         if task is not None:
-            await asyncio.wait_for(task, 10)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await server.stop()
 
 
@@ -216,7 +232,7 @@ async def test_every_throttled_attempt_is_counted(
     registry = CollectorRegistry()
     async with polling(config, proxy.url, Metrics(registry), max_attempts=2) as agent:
         await agent.cycle()
-    assert agent.source.describe_calls == 2  # the agent asked twice…
+    assert agent.store.describe_calls == 2  # the agent asked twice…
 
     throttled = value(
         registry, "secretsync_aws_requests_total", operation="DescribeSecret", outcome="throttled"
@@ -336,7 +352,10 @@ async def test_readyz_fails_again_when_an_output_goes_stale(moto: Moto, tmp_path
         assert value(registry, "secretsync_ready") == 1
         # no further polls: after stale_after the outputs are stale, and a scrape
         # brings secretsync_ready down with /readyz without waiting for a cycle
-        await async_wait_until(lambda: agent.not_ready(), 10, "outputs to go stale")
+        # the three outputs were confirmed one after another: wait for all of them
+        await async_wait_until(
+            lambda: sorted(agent.not_ready()) == paths_of(config), 10, "every output to go stale"
+        )
         await get(server.url + "/metrics")
         assert value(registry, "secretsync_ready") == 0
         status, _, body = await get(server.url + "/readyz")
@@ -494,7 +513,8 @@ def test_run_exits_2_with_one_line_when_the_metrics_port_is_taken(
         "address already in use (another secretsync or another program?)"
     ]
     assert "Traceback" not in result.stderr
-    assert not out.exists()
+    # nothing written: at most the lock files that keep a second writer out
+    assert all(p.name.endswith(".secretsync-lock") for p in out.iterdir())
 
 
 def test_health_command_exit_codes_against_a_real_daemon(
@@ -565,3 +585,23 @@ def test_health_command_without_a_config_file_uses_the_default_url(tmp_path: Pat
     assert result.returncode in (0, 1)
     assert DEFAULT_HEALTH_URL in result.stdout + result.stderr
     assert "config error" not in result.stderr
+
+
+async def test_healthz_fails_naming_a_task_that_keeps_failing() -> None:
+    failing: list[str] = []
+    probes = Probes(
+        last_poll_started=time.monotonic,
+        poll_interval_s=lambda: 10.0,
+        not_ready=lambda: [],
+        failing_tasks=lambda: failing,
+    )
+    server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        assert (await get(server.url + "/healthz"))[0] == 200
+        failing.append("notify")  # the supervisor gave up waiting for it to recover
+        status, _, body = await get(server.url + "/healthz")
+        assert status == 503
+        assert json.loads(body)["failing_tasks"] == ["notify"]
+    finally:
+        await server.stop()

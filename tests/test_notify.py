@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from secretsync import logs
-from secretsync.agent import WrittenFile
 from secretsync.config import Config, parse_config
 from secretsync.metrics import Metrics
 from secretsync.notify import Notifier
+from secretsync.state import WrittenFile
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
@@ -609,3 +609,30 @@ async def test_reconfigure_switches_targets_and_settle(tmp_path: Path, log: LogF
         await asyncio.gather(serve, return_exceptions=True)
     assert not old.exists()
     assert records(new)[0]["target"] == "t"
+
+
+async def test_quick_batches_coalesce_per_target_and_the_last_run_sees_the_final_files(
+    tmp_path: Path,
+) -> None:
+    (a,) = files(tmp_path, "a.properties")
+    record = tmp_path / "runs.jsonl"
+    slow = [PY, str(Path(__file__).parent / "support" / "slow_cmd.py"), str(record), str(a), "2"]
+    metrics = Metrics()
+    notifier = Notifier(make_config({"slow": {"command": slow}}), metrics=metrics)
+    serve = asyncio.create_task(notifier.serve())
+    try:
+        for i in range(10):  # ten passes in quick succession, each changing the file
+            a.write_text(f"version={i}\n")
+            notifier.submit(written(("slow",), a))
+            await asyncio.sleep(0)  # let the notifier dispatch, as between two real passes
+        await async_wait_until(
+            lambda: count(metrics, "slow", "ok") >= 1 and notifier.deliveries >= 1, 20, "run 1"
+        )
+        await asyncio.wait_for(notifier.flush(), 30)
+    finally:
+        serve.cancel()
+        await asyncio.gather(serve, return_exceptions=True)
+    runs = records(record)
+    assert 1 <= len(runs) <= 2  # not ten runs of stale batches, one after the other
+    assert runs[-1]["content"] == "version=9\n"
+    assert count(metrics, "slow", "ok") == len(runs)

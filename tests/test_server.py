@@ -23,7 +23,6 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from secretsync import logs
-from secretsync.agent import Agent
 from secretsync.config import parse_config
 from secretsync.metrics import Metrics
 from secretsync.server import (
@@ -34,6 +33,8 @@ from secretsync.server import (
     ServerLimits,
 )
 from secretsync.source import SecretsSource
+from secretsync.syncer import Syncer
+from secretsync.writer import OutputWriter
 from tests.conftest import REGION, Moto, example_config, free_port, write_yaml
 from tests.support.flood import fd_budget, half_sent_flood
 from tests.support.wait import async_wait_until
@@ -126,9 +127,17 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
     config = parse_config(example_config(tmp_path / "out", moto.url))
     metrics = Metrics()
     source = SecretsSource(region=REGION, endpoint_url=moto.url, on_request=metrics.observe_request)
+    writer = OutputWriter(metrics)
     async with source:
-        agent = Agent(config, source, metrics=metrics)
-        srv = MetricsServer(metrics, agent.probes(), host="127.0.0.1", port=0)
+        agent = Syncer(config, source, writer, metrics=metrics)
+        writer.on_written = agent.on_written
+        writer.manage([o.path for o in config.outputs])
+        probes = Probes(
+            last_poll_started=lambda: agent.last_cycle_started,
+            poll_interval_s=lambda: agent.config.poll.interval_s,
+            not_ready=agent.not_ready,
+        )
+        srv = MetricsServer(metrics, probes, host="127.0.0.1", port=0)
         await srv.start()  # (this raises the soft fd limit; the budget below is set after)
         try:
             # a process that cannot open as many descriptors as the flood has connections
@@ -153,6 +162,7 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
                     assert srv.shed["evicted"] >= FLOOD - MAX_CONNECTIONS
         finally:
             await srv.stop()
+            writer.close()
 
 
 async def test_at_the_cap_the_oldest_half_sent_request_makes_room_for_a_probe() -> None:

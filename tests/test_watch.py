@@ -7,30 +7,25 @@ read a fresh metrics registry. Nothing here sleeps for a fixed time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import signal
 import stat
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from secretsync.agent import Agent
-from secretsync.config import Config, load_config
+from secretsync.config import load_config
+from secretsync.locks import OutputLock
 from secretsync.metrics import Metrics
-from secretsync.source import SecretsSource
-from secretsync.watch import Reloader, Watcher
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
     KAFKA_ID,
-    REGION,
     SR_ID,
     Daemon,
     Moto,
@@ -40,6 +35,8 @@ from tests.conftest import (
     write_yaml,
 )
 from tests.support.faultproxy import FaultProxy
+from tests.support.harness import NOWHERE, seeded_store
+from tests.support.inproc import Start
 from tests.support.notifysock import NotifySocket
 from tests.support.wait import async_wait_until, wait_until
 
@@ -311,65 +308,19 @@ def test_no_watch_disables_repair_and_file_reload_but_polling_works(
 # -- in-process tests ----------------------------------------------------------------------
 
 
-@dataclass
-class Running:
-    agent: Agent
-    reloader: Reloader
-    watcher: Watcher
-    metrics: Metrics
-    source: SecretsSource
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-
-
-Start = Callable[..., Awaitable[Running]]
-
-
-@pytest.fixture
-async def run_agent() -> AsyncIterator[Start]:
-    started: list[Running] = []
-
-    async def start(config_path: Path, endpoint: str, **reloader_args: float) -> Running:
-        metrics = Metrics()
-        source = SecretsSource(
-            region=REGION, endpoint_url=endpoint, on_request=metrics.observe_request
-        )
-        await source.start()
-        agent = Agent(load_config(config_path), source, metrics=metrics)
-        reloader = Reloader(agent, config_path, **reloader_args)
-        watcher = Watcher(agent, config_path, reloader)
-        reloader.add_listener(watcher.on_reload)
-        agent.add_service("reload", reloader.serve)
-        agent.add_service("watch", watcher.run)
-        stop = asyncio.Event()
-        task = asyncio.create_task(agent.run(stop))
-        running = Running(agent, reloader, watcher, metrics, source, stop, task)
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        running.stop.set()
-        await asyncio.wait_for(running.task, 10)
-        await running.source.close()
-
-
-async def test_own_writes_on_rotation_are_not_drift(
-    moto: Moto, tmp_path: Path, run_agent: Start
-) -> None:
-    moto.seed_use_case()
+async def test_own_writes_on_rotation_are_not_drift(tmp_path: Path, run_inproc: Start) -> None:
     out = tmp_path / "out"
     cfg = write_yaml(
-        tmp_path / "sync.yaml", example_config(out, moto.url, poll={"interval": "100ms"})
+        tmp_path / "sync.yaml", example_config(out, NOWHERE, poll={"interval": "100ms"})
     )
-    r = await run_agent(cfg, moto.url)
+    r = await run_inproc(cfg, seeded_store())
     kafka_file = out / "client.properties"
     await async_wait_until(kafka_file.exists, 20, "first sync")
 
     for i in range(3):
         batches = r.watcher.batches
         password = f"CANARY-rot-{i}-x"
-        moto.rotate(KAFKA_ID, kafka_secret(password=password))
+        r.store.put(KAFKA_ID, kafka_secret(password=password))
         needle = password.encode()
         await async_wait_until(
             lambda n=needle: n in (content(kafka_file) or b""),  # type: ignore[misc]
@@ -381,25 +332,22 @@ async def test_own_writes_on_rotation_are_not_drift(
 
     # the metric follows the rename (after the directory fsync)
     await async_wait_until(
-        lambda: sample(r.metrics, "secretsync_file_writes_total", path=str(kafka_file)) >= 4,
+        lambda: r.sample("secretsync_file_writes_total", path=str(kafka_file)) >= 4,
         10,
         "four writes counted",
     )
     for name in NAMES:
-        assert sample(r.metrics, "secretsync_drift_repairs_total", path=str(out / name)) == 0
+        assert r.sample("secretsync_drift_repairs_total", path=str(out / name)) == 0
     assert b"CANARY-rot-2-x" in kafka_file.read_bytes()
 
 
-async def test_many_rapid_edits_cause_one_reload(
-    moto: Moto, tmp_path: Path, run_agent: Start
-) -> None:
-    moto.seed_use_case()
+async def test_many_rapid_edits_cause_one_reload(tmp_path: Path, run_inproc: Start) -> None:
     out = tmp_path / "out"
-    data = example_config(out, moto.url, poll={"interval": "1h", "jitter": 0})
+    data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
     cfg = write_yaml(tmp_path / "sync.yaml", data)
-    r = await run_agent(cfg, moto.url, settle_s=2.0, settle_max_s=60.0)
+    r = await run_inproc(cfg, seeded_store(), reload_settle_s=2.0, reload_settle_max_s=60.0)
     await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
-    await async_wait_until(lambda: r.agent.cycles >= 1, 10, "first cycle")
+    await async_wait_until(lambda: r.poller.cycles >= 1, 10, "first cycle")
 
     for i in range(8):
         requests = r.reloader.file_requests
@@ -416,32 +364,24 @@ async def test_many_rapid_edits_cause_one_reload(
     write_yaml(cfg, data)
 
     await async_wait_until(new_out.exists, 20, "the final config applied")
-    assert r.agent.config == load_config(cfg)
-    assert sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 1
-    assert sample(r.metrics, "secretsync_config_reloads_total", outcome="error") == 0
+    assert r.runtime.config == load_config(cfg)
+    assert r.sample("secretsync_config_reloads_total", outcome="ok") == 1
+    assert r.sample("secretsync_config_reloads_total", outcome="error") == 0
 
 
 async def test_reload_keeps_values_and_readiness_and_unmanages_removed_outputs(
-    moto: Moto, proxy: FaultProxy, tmp_path: Path, run_agent: Start
+    tmp_path: Path, run_inproc: Start
 ) -> None:
-    moto.seed_use_case()
     out = tmp_path / "out"
-    data = example_config(out, proxy.url, poll={"interval": "1h", "jitter": 0})
+    data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
     cfg = write_yaml(tmp_path / "sync.yaml", data)
-    r = await run_agent(cfg, proxy.url)
+    r = await run_inproc(cfg, seeded_store())
     await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
-    await async_wait_until(lambda: r.agent.cycles >= 1, 10, "first cycle")
-    assert r.agent.not_ready() == []
+    await async_wait_until(lambda: r.poller.cycles >= 1, 10, "first cycle")
+    assert r.syncer.not_ready() == []
     unready: list[list[str]] = []
-    seen: list[tuple[Config, Config]] = []
-
-    def listener(old: Config, new: Config) -> None:
-        seen.append((old, new))
-        unready.append(r.agent.not_ready())
-
-    r.reloader.add_listener(listener)
-    r.agent.add_cycle_hook(lambda _report: unready.append(r.agent.not_ready()))
-    proxy.reset_counts()
+    r.poller.add_cycle_hook(lambda _report: unready.append(r.syncer.not_ready()))
+    r.store.reset_counts()
 
     # keep only client.properties, with one more static property and a shorter stale_after
     kept = data["outputs"][0]
@@ -454,11 +394,19 @@ async def test_reload_keeps_values_and_readiness_and_unmanages_removed_outputs(
         lambda: b"client.id=after-reload" in (content(kafka_file) or b""), 10, "re-rendered"
     )
 
-    assert proxy.count("GetSecretValue") == 0  # the values in memory were kept
-    assert len(seen) == 1 and len(seen[0][0].outputs) == 3 and len(seen[0][1].outputs) == 1
-    assert unready and all(paths == [] for paths in unready)
-    assert set(r.agent.secrets) == {KAFKA_ID}  # no longer polled: SR_ID
-    assert set(r.agent.outputs) == {kafka_file}
+    assert r.store.count("GetSecretValue") == 0  # the values in memory were kept
+    assert r.reloader.reloads == 1 and len(r.reloader.config.outputs) == 1
+    await async_wait_until(lambda: unready, 10, "the cycle after the reload to end")
+    assert all(paths == [] for paths in unready)
+    assert set(r.syncer.secrets) == {KAFKA_ID}  # no longer polled: SR_ID
+    assert set(r.syncer.outputs) == {kafka_file}
+    # and the removed output's series left /metrics (no alert for an unmanaged file)
+    assert (
+        r.metrics.registry.get_sample_value(
+            "secretsync_last_success_timestamp_seconds", {"path": str(out / "combined.properties")}
+        )
+        is None
+    )
 
     # a removed output is left on disk and no longer managed
     removed = out / "schema-registry.properties"
@@ -467,55 +415,45 @@ async def test_reload_keeps_values_and_readiness_and_unmanages_removed_outputs(
     removed.write_bytes(b"tampered=1\n")
     kafka_file.write_bytes(b"tampered=1\n")
     await async_wait_until(
-        lambda: sample(r.metrics, "secretsync_drift_repairs_total", path=str(kafka_file)) == 1,
+        lambda: r.sample("secretsync_drift_repairs_total", path=str(kafka_file)) == 1,
         10,
         "managed output repaired",
     )
     assert content(kafka_file) == good
     assert removed.read_bytes() == b"tampered=1\n"
-    assert sample(r.metrics, "secretsync_drift_repairs_total", path=str(removed)) == 0
+    assert r.sample("secretsync_drift_repairs_total", path=str(removed)) == 0
 
 
-async def test_wake_starts_a_cycle_at_once(moto: Moto, tmp_path: Path, run_agent: Start) -> None:
-    moto.seed_use_case()
+async def test_wake_starts_a_cycle_at_once(tmp_path: Path, run_inproc: Start) -> None:
     out = tmp_path / "out"
     cfg = write_yaml(
         tmp_path / "sync.yaml",
-        example_config(out, moto.url, poll={"interval": "1h", "jitter": 0}),
+        example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0}),
     )
-    r = await run_agent(cfg, moto.url)
-    await async_wait_until(lambda: r.agent.cycles >= 1, 20, "first cycle")
+    r = await run_inproc(cfg, seeded_store())
+    await async_wait_until(lambda: r.poller.cycles >= 1, 20, "first cycle")
 
-    r.agent.wake()
-    await async_wait_until(lambda: r.agent.cycles >= 2, 10, "a second cycle long before 1h")
-    r.agent.wake()
-    await async_wait_until(lambda: r.agent.cycles >= 3, 10, "a third one")
+    r.poller.wake()
+    await async_wait_until(lambda: r.poller.cycles >= 2, 10, "a second cycle long before 1h")
+    r.poller.wake()
+    await async_wait_until(lambda: r.poller.cycles >= 3, 10, "a third one")
 
 
 async def test_sighup_request_reloads_even_when_the_file_is_unchanged(
-    moto: Moto, tmp_path: Path, run_agent: Start
+    tmp_path: Path, run_inproc: Start
 ) -> None:
-    moto.seed_use_case()
     out = tmp_path / "out"
-    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
-    r = await run_agent(cfg, moto.url)
-    await async_wait_until(lambda: r.agent.cycles >= 1, 20, "first cycle")
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, NOWHERE))
+    r = await run_inproc(cfg, seeded_store())
+    await async_wait_until(lambda: r.poller.cycles >= 1, 20, "first cycle")
 
     r.reloader.request("sighup")
     await async_wait_until(
-        lambda: sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 1,
-        10,
-        "a reload",
+        lambda: r.sample("secretsync_config_reloads_total", outcome="ok") == 1, 10, "a reload"
     )
-
-    # a listener that fails does not undo the reload nor stop the next one
-    def broken(_old: Config, _new: Config) -> None:
-        raise RuntimeError("listener bug")
-
-    r.reloader.add_listener(broken)
     r.reloader.request("sighup")
     await async_wait_until(
-        lambda: sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 2,
+        lambda: r.sample("secretsync_config_reloads_total", outcome="ok") == 2,
         10,
         "a second reload",
     )
@@ -523,17 +461,16 @@ async def test_sighup_request_reloads_even_when_the_file_is_unchanged(
 
 
 async def test_config_symlinked_from_elsewhere_reloads_on_an_edit_of_its_target(
-    moto: Moto, tmp_path: Path, run_agent: Start
+    tmp_path: Path, run_inproc: Start
 ) -> None:
-    moto.seed_use_case()
     out = tmp_path / "out"
     (tmp_path / "real").mkdir()
     (tmp_path / "etc").mkdir()
-    data = example_config(out, moto.url, poll={"interval": "1h", "jitter": 0})
+    data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
     target = write_yaml(tmp_path / "real" / "sync.yaml", data)
     link = tmp_path / "etc" / "sync.yaml"
     link.symlink_to(target)
-    r = await run_agent(link, moto.url)
+    r = await run_inproc(link, seeded_store())
     await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
 
     # a settled watch: the edit cannot be caught by the check made when it is (re)built
@@ -542,4 +479,31 @@ async def test_config_symlinked_from_elsewhere_reloads_on_an_edit_of_its_target(
     data["outputs"].append(extra_output(new_out))
     write_yaml(target, data)  # in place, in a directory other than the link's
     await async_wait_until(new_out.exists, 10, "the output added by the edit")
-    assert sample(r.metrics, "secretsync_config_reloads_total", outcome="ok") == 1
+    assert r.sample("secretsync_config_reloads_total", outcome="ok") == 1
+
+
+async def test_a_reload_that_adds_a_path_held_elsewhere_is_refused(
+    tmp_path: Path, run_inproc: Start
+) -> None:
+    out = tmp_path / "out"
+    data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    r = await run_inproc(cfg, seeded_store(), watch=False)
+    await async_wait_until(lambda: r.poller.cycles >= 1, 20, "first cycle")
+
+    held = out / "held.properties"
+    other = OutputLock(held, out)  # another writer (a second daemon) manages that path
+    other.acquire()
+    try:
+        data["outputs"].append(extra_output(held))
+        write_yaml(cfg, data)
+        assert not await r.reloader.reload("sighup")
+    finally:
+        other.release()
+    assert r.sample("secretsync_config_reloads_total", outcome="error") == 1
+    assert len(r.runtime.config.outputs) == 3 and held not in r.syncer.outputs
+    assert not held.exists()
+
+    # once the other writer is gone, the same reload goes through
+    assert await r.reloader.reload("sighup")
+    await async_wait_until(held.exists, 10, "the added output written")

@@ -1,43 +1,47 @@
 """Command line: argument parsing and exit codes. The only module that exits.
 
-Exit codes: 0 ok, 1 runtime failure (a secret could not be synced), 2 usage or
-configuration error.
+Exit codes: 0 ok, 1 runtime failure (a secret could not be synced), 2 usage
+or configuration error, 128 + N stopped by signal N before the work was done
+(``run``: a forced stop; ``once``: any stop).
+
+Each command imports only what it needs: ``--help``, ``check``, ``health``
+and ``demo`` never import the AWS or HTTP libraries, so they start fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from secretsync import __version__, logs
-from secretsync import watch as watch_files
-from secretsync.agent import Agent, PlannedOutput
-from secretsync.awsenv import resolve_region
-from secretsync.config import (
-    DEFAULT_CONFIG_PATH,
-    Config,
-    ConfigError,
-    load_config,
-    parse_duration,
-)
-from secretsync.demo import run_demo
-from secretsync.metrics import Metrics, check_health, health_url
-from secretsync.notify import Notifier
-from secretsync.sdnotify import SdNotifier
-from secretsync.server import MetricsServer, MetricsServerError
-from secretsync.source import SecretsSource, SourceError
+from secretsync.config import DEFAULT_CONFIG_PATH, parse_duration
+
+if TYPE_CHECKING:
+    from secretsync.config import Config
+    from secretsync.plan import PlannedOutput
+    from secretsync.signals import SignalCapture
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 def _default_config() -> str:
     return os.environ.get("SECRETSYNC_CONFIG") or DEFAULT_CONFIG_PATH
+
+
+def _positive_duration(text: str) -> float:
+    """argparse type: a duration > 0 (``15s``, ``1m``, …)."""
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dir", type=Path, default=Path("secretsync-demo"), help="work directory")
     demo.add_argument(
-        "--rotate-every", type=parse_duration, default=15.0, help="rotation period (default 15s)"
+        "--rotate-every",
+        type=_positive_duration,
+        default=15.0,
+        metavar="DURATION",
+        help="rotation period, e.g. 15s or 1m (default 15s)",
     )
     demo.add_argument("--port", type=int, default=9464, help="metrics port on 127.0.0.1")
     health = sub.add_parser(
@@ -113,73 +121,95 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``secretsync`` console script and ``python -m secretsync``."""
     args = build_parser().parse_args(argv)
     logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "auto"))
+    if args.command in ("run", "once"):
+        from secretsync.signals import capture_signals  # noqa: PLC0415
+
+        # before any config read or network call: SIGHUP must never kill us
+        with capture_signals() as signals:
+            sys.exit(dispatch(args, signals))
     sys.exit(dispatch(args))
 
 
-def dispatch(args: argparse.Namespace) -> int:
+def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> int:
     """Run the chosen subcommand and return its exit code."""
     if args.command == "demo":
+        from secretsync.demo import run_demo  # noqa: PLC0415
+
         return run_demo(args.dir, rotate_every_s=args.rotate_every, port=args.port)
     config_path = Path(getattr(args, "config", None) or _default_config())
     if args.command == "health":
         return _health(args.url, config_path)
+    from secretsync.config import ConfigError, load_config  # noqa: PLC0415
+
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         print(f"secretsync: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.command == "check":
-        ids = len(config.secret_ids)
-        print(f"{config_path}: ok ({len(config.outputs)} outputs, {ids} secrets)")
-        if resolve_region(config.aws.region) is None:
-            print(
-                "secretsync: warning: no AWS region: set aws.region, AWS_REGION "
-                "or a region in the AWS config file",
-                file=sys.stderr,
-            )
-        return EXIT_OK
+        return _check(config, config_path)
+    assert signals is not None
+    from secretsync.runtime import StartupError  # noqa: PLC0415
+
     try:
         if args.command == "once":
-            return asyncio.run(_once(config, dry_run=args.dry_run, notify=not args.no_notify))
-        return asyncio.run(_run(config, config_path, watch=not args.no_watch))
-    except SourceError as exc:  # raised only at start-up (no region)
+            if args.dry_run:
+                return _dry_run(config)
+            return asyncio.run(_once(config, signals, notify=not args.no_notify))
+        return asyncio.run(_run(config, config_path, signals, watch=not args.no_watch))
+    except StartupError as exc:
         print(f"secretsync: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:  # a second Ctrl-C while shutting down
-        return 130
+        return exc.exit_code
+
+
+def _check(config: Config, config_path: Path) -> int:
+    from secretsync.awsenv import resolve_region  # noqa: PLC0415
+
+    if resolve_region(config.aws.region) is None:
+        print(
+            "secretsync: warning: no AWS region: set aws.region, AWS_REGION or a region in the "
+            "AWS config file",
+            file=sys.stderr,
+        )
+    ids = len(config.secret_ids)
+    print(f"{config_path}: ok ({len(config.outputs)} outputs, {ids} secrets)")
+    return EXIT_OK
 
 
 def _health(url: str | None, config_path: Path) -> int:
+    from secretsync.config import ConfigError, load_config  # noqa: PLC0415
+    from secretsync.metrics import check_health, health_url  # noqa: PLC0415
+
     # A missing or broken config must not fail the health check: fall back to the default.
     if url is None:
         try:
-            url = health_url(load_config(config_path).metrics.listen)
+            listen = load_config(config_path).metrics.listen
         except ConfigError:
             url = health_url(None)
+        else:
+            if listen is None:
+                print(
+                    f"secretsync: metrics are disabled in {config_path} (metrics.listen: null); "
+                    "give --url to check another address",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+            url = health_url(listen)
     ok, message = check_health(url, timeout_s=3.0)
     print(message, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 
 
-def _source(config: Config, metrics: Metrics) -> SecretsSource:
-    return SecretsSource(
-        region=config.aws.region,
-        endpoint_url=config.aws.endpoint_url,
-        on_request=metrics.observe_request,
-    )
+async def _once(config: Config, signals: SignalCapture, *, notify: bool) -> int:
+    from secretsync.oneshot import run_once  # noqa: PLC0415
+
+    return await run_once(config, signals, notify=notify)
 
 
-async def _once(config: Config, *, dry_run: bool, notify: bool) -> int:
-    metrics = Metrics()
-    async with _source(config, metrics) as source:
-        notifier = Notifier(config, metrics=metrics) if notify else None
-        agent = Agent(config, source, metrics=metrics, notifier=notifier)
-        if dry_run:
-            return _print_plan(await agent.plan())
-        await agent.cycle()
-        if notifier is not None:
-            await notifier.flush()  # no settle: the batch is complete
-        return EXIT_OK if agent.all_current() else EXIT_FAILURE
+def _dry_run(config: Config) -> int:
+    from secretsync.oneshot import dry_run  # noqa: PLC0415
+
+    return _print_plan(asyncio.run(dry_run(config)))
 
 
 def _print_plan(planned: Sequence[PlannedOutput]) -> int:
@@ -197,62 +227,9 @@ def _print_plan(planned: Sequence[PlannedOutput]) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-async def _run(config: Config, config_path: Path, *, watch: bool) -> int:
-    log = logs.get_logger()
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    main_task = asyncio.current_task()
-    assert main_task is not None
+async def _run(config: Config, config_path: Path, signals: SignalCapture, *, watch: bool) -> int:
+    from secretsync.runtime import Runtime  # noqa: PLC0415
+    from secretsync.sdnotify import SdNotifier  # noqa: PLC0415
+
     sd = SdNotifier.from_environ()  # no-op unless started by systemd with Type=notify
-
-    def on_stop(signum: int) -> None:
-        # handlers only flip state; a second signal forces the exit
-        if stop.is_set():
-            log.warning("shutdown_forced", signal=signal.Signals(signum).name)
-            main_task.cancel()
-            return
-        log.info("shutdown_requested", signal=signal.Signals(signum).name)
-        sd.stopping()
-        stop.set()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_stop, signum)
-
-    metrics = Metrics()
-    log.info("starting", version=__version__, config=str(config_path), outputs=len(config.outputs))
-    try:
-        async with _source(config, metrics) as source:
-            notifier = Notifier(config, metrics=metrics)
-            agent = Agent(config, source, metrics=metrics, notifier=notifier)
-            sd.attach(agent)  # READY=1 after the first complete sync, STATUS=, WATCHDOG=1
-
-            server = MetricsServer(metrics, agent.probes())
-            reloader = watch_files.install(agent, config_path, watch=watch, sd=sd)
-            reloader.add_listener(lambda _old, new: notifier.reconfigure(new))
-
-            async def follow_listen(old: Config, new: Config) -> None:
-                if old.metrics.listen != new.metrics.listen:
-                    await server.reconfigure(new.metrics.listen)
-                    log.info("metrics_moved", listen=new.metrics.listen)
-
-            reloader.add_listener(follow_listen)
-            loop.add_signal_handler(signal.SIGHUP, reloader.request, "sighup")
-            try:
-                await server.reconfigure(config.metrics.listen)
-            except MetricsServerError as exc:
-                print(f"secretsync: {exc}", file=sys.stderr)
-                return EXIT_USAGE
-            if server.running:
-                log.info("metrics_listening", host=server.host, port=server.port)
-            try:
-                await agent.run(stop)
-            finally:
-                await server.stop()
-    except asyncio.CancelledError:
-        return 130
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signum)
-    log.info("stopped")
-    return EXIT_OK
+    return await Runtime(config_path, config, signals, watch=watch, sd=sd).run()

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -36,6 +37,7 @@ from secretsync.config_types import (
     account_field,
     file_path,
     parse_duration,
+    state_dir_path,
 )
 from secretsync.yamlload import MAX_CONFIG_BYTES, MAX_CONFIG_NODES, load_yaml, read_config_text
 
@@ -275,6 +277,8 @@ class Config(_Model):
     settle_s: Duration = Field(default=2.0, alias="settle", ge=0, le=3600)
     settle_max_s: Duration = Field(default=30.0, alias="settle_max", ge=0, le=86400)
     metrics: Annotated[MetricsConfig, NullIsEmptyMapping] = Field(default_factory=MetricsConfig)
+    shutdown_timeout_s: Duration = Field(default=5.0, alias="shutdown_timeout", ge=1, le=600)
+    state_dir: Annotated[Path | None, BeforeValidator(state_dir_path)] = None
     outputs: Annotated[list[OutputConfig], NullIsEmptyList] = Field(min_length=1)
     notify: Annotated[dict[str, NotifyTarget], NullIsEmptyMapping] = Field(default_factory=dict)
 

@@ -161,6 +161,24 @@ def file_path(value: object, info: ValidationInfo) -> Path:
     return Path(text)
 
 
+def state_dir_path(value: object, info: ValidationInfo) -> Path | None:
+    """A directory path (or null): no NUL, relative to ``base_dir``, normalised lexically."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a directory path, or null for beside each output")
+    if "\0" in value:
+        raise ValueError("must not contain a NUL character")
+    text = value
+    if not os.path.isabs(text):
+        base = (info.context or {}).get("base_dir")
+        if base is None:
+            raise ValueError("must be an absolute path")
+        text = os.path.join(os.fspath(base), text)
+    text = os.path.normpath(text)
+    return Path("/" + text.lstrip("/"))
+
+
 def _null_is_empty_mapping(value: object) -> object:
     # `aws:` with every line below it commented out is YAML null: mean the defaults
     return {} if value is None else value

@@ -116,7 +116,9 @@ def open_dir(directory: Path, *, create: bool = False) -> Iterator[int]:
 def _open_regular(dir_fd: int, name: str) -> int | None:
     """A read handle on regular file ``name`` in ``dir_fd``; None if missing, a link or special."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd
+        )
     except OSError:
         return None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -225,7 +227,7 @@ def write_if_changed(
     return WriteResult(did_render=True)
 
 
-def _replace(
+def _replace(  # noqa: PLR0917 (one private step of write_if_changed)
     dir_fd: int,
     name: str,
     data: bytes,

@@ -113,6 +113,12 @@ class Metrics:
         self.config_reloads = Counter(
             "secretsync_config_reloads", "Config reloads, by outcome.", ["outcome"], registry=r
         )
+        self.task_restarts = Counter(
+            "secretsync_task_restarts",
+            "Restarts of a long-lived task after it failed.",
+            ["task"],
+            registry=r,
+        )
         self.build_info.labels(version=__version__).set(1)
         for outcome in ("ok", "error"):
             self.config_reloads.labels(outcome=outcome)
@@ -142,6 +148,28 @@ class Metrics:
         for target in targets:
             for outcome in NOTIFY_OUTCOMES:
                 self.notify.labels(target=target, outcome=outcome)
+
+    def forget(
+        self, *, paths: Iterable[str] = (), secrets: Iterable[str] = (), targets: Iterable[str] = ()
+    ) -> None:
+        """Remove every series of outputs, secrets and targets no longer configured.
+
+        After a reload that removes an output, its staleness gauge would otherwise
+        stay and ``SecretsyncOutputStale`` would fire for a file that is
+        deliberately no longer managed.
+        """
+        for path in paths:
+            for metric in (
+                self.file_writes,
+                self.drift_repairs,
+                self.last_success,
+                self.sync_errors,
+            ):
+                metric.remove_by_labels({"path": path})
+        for secret in secrets:
+            self.secret_changes.remove_by_labels({"secret": secret})
+        for target in targets:
+            self.notify.remove_by_labels({"target": target})
 
     def observe_request(self, operation: str, outcome: str) -> None:
         """Count one real Secrets Manager HTTP attempt (hooked into the botocore client)."""

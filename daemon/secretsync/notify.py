@@ -1,77 +1,97 @@
-"""Tell dependent processes that their files changed: signal, command or HTTP call.
+"""Tell dependent processes that their files changed, once, after the whole pass is written.
 
-The agent hands over the files of each pass (:meth:`Notifier.submit`) only after
-all of them are written. Changes are coalesced: a batch is delivered once no
-new change arrived for ``settle`` seconds, and never later than ``settle_max``
-after its first change, so a flapping secret cannot starve notifications. A
-target named by several files of a batch is told once.
+The syncer hands over the files of each pass (:meth:`Notifier.submit`) only
+after all of them are written. Passes are debounced together by one
+:class:`~secretsync.debounce.Quiescence` (``settle`` of quiet, at most
+``settle_max`` after the first change), then each target gets the files of
+the batch that name it.
 
-Each target of a batch is delivered in its own task: a failing, hanging or
-missing target never blocks another target, the next batch, or the next poll.
-Deliveries to one target are serialised. Every delivery ends with one fixed
-outcome word (see :mod:`secretsync.targets`, which tells one target), logged
-with the target name and counted in ``secretsync_notify_total{target, outcome}``.
+Per target, at most one delivery is in flight and at most one batch waits
+behind it: everything that settles while a delivery runs is merged into that
+waiting batch ("latest wins"), so a slow command is never queued up behind
+stale batches, and its next run sees the newest files. A failing, hanging or
+missing target never blocks another target, the next pass, or the next poll.
 
-At start-up (every file of the batch is a first write) a target that is not
-running yet is an info line and counted as ``skipped``, not a failure: the app
-usually starts after the sidecar.
+Nothing written is forgotten across a crash: before a file is renamed into
+place its targets are recorded in the journal (:mod:`secretsync.journal`);
+each target is removed from the record once it has been told, and records
+still pending at start-up are delivered again (:meth:`Notifier.replay`).
+
+How a single target is told (signal, command, HTTP) and the outcome words are
+in :mod:`secretsync.targets`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from secretsync import logs
-from secretsync.agent import WrittenFile
 from secretsync.config import Config, NotifyTarget
+from secretsync.debounce import Quiescence
+from secretsync.journal import Journal
 from secretsync.metrics import Metrics
+from secretsync.state import WrittenFile
 from secretsync.targets import OUTCOMES, Result, call_http, run_command, send_signal
 
 
 @dataclass
-class _Pending:
-    paths: dict[str, None] = field(default_factory=dict)  # ordered set of changed files
-    initial: bool = True  # every file of the batch for this target is a first write
+class Batch:
+    """The files one target is to be told about: path → digest of the content written."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    initial: bool = True  # every file is a first write since start-up
+
+    def merge(self, other: Batch) -> None:
+        """Take ``other``'s files too; for a file in both, the newer content wins."""
+        self.files.update(other.files)
+        self.initial = self.initial and other.initial
+
+
+@dataclass
+class _Target:
+    waiting: Batch | None = None  # merged batches behind the delivery in flight
+    task: asyncio.Task[None] | None = None
 
 
 class Notifier:
-    """The daemon's :class:`~secretsync.agent.NotifySink`.
-
-    ``config`` supplies the targets and ``settle``/``settle_max``; it can be
-    replaced with :meth:`reconfigure`. The constructor does no I/O; :meth:`serve`
-    runs the debounce timer, :meth:`flush` delivers what is pending at once.
-    """
+    """Delivers notifications. ``journal`` and ``directory_of`` (an output path → its real
+    directory) make them survive a crash; both are optional. No I/O in the constructor."""
 
     def __init__(
         self,
         config: Config,
         *,
         metrics: Metrics | None = None,
+        journal: Journal | None = None,
+        directory_of: Callable[[Path], Path] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._config = config
         self.metrics = metrics or Metrics()
+        self.journal = journal
+        self._directory_of = directory_of
         self._clock = clock
-        self._pending: dict[str, _Pending] = {}
-        self._first_at = 0.0  # monotonic time of the batch's first change
-        self._last_at = 0.0  # …and of its latest change
-        self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._settle = Quiescence(config.settle_s, config.settle_max_s, clock=clock)
+        self._settling: dict[str, Batch] = {}
+        self._targets: dict[str, _Target] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._own_pid = os.getpid()
         self._log = logs.get_logger()
         self.batches = 0  # batches dispatched so far
+        self.deliveries = 0  # deliveries finished so far
 
     def __repr__(self) -> str:
+        busy = sorted(name for name, t in self._targets.items() if t.task is not None)
         return (
-            f"Notifier(targets={sorted(self._config.notify)}, pending={sorted(self._pending)}, "
-            f"in_flight={len(self._inflight)})"
+            f"Notifier(targets={sorted(self._config.notify)}, settling={sorted(self._settling)}, "
+            f"in_flight={busy}, deliveries={self.deliveries})"
         )
 
     # -- configuration -----------------------------------------------------------------
@@ -79,12 +99,15 @@ class Notifier:
     def reconfigure(self, config: Config) -> None:
         """Use the targets and settle times of ``config`` from now on.
 
-        Pending changes are kept and delivered with the new definitions; a pending
-        target that no longer exists is logged and dropped at delivery.
+        Pending changes are kept and delivered with the new definitions; a
+        target that no longer exists is dropped at delivery, and its series
+        leave /metrics.
         """
+        gone = set(self._config.notify) - set(config.notify)
         self._config = config
+        self._settle.configure(config.settle_s, config.settle_max_s)
+        self.metrics.forget(targets=sorted(gone))
         self._declare_metrics()
-        self._wake.set()  # settle times may have changed
 
     def _declare_metrics(self) -> None:
         # every series exists from the start, so alerts on rate() see zeros
@@ -92,129 +115,174 @@ class Notifier:
             for outcome in OUTCOMES:
                 self.metrics.notify.labels(target=name, outcome=outcome)
 
-    # -- NotifySink --------------------------------------------------------------------
+    # -- input -----------------------------------------------------------------------------
 
     def submit(self, written: Sequence[WrittenFile]) -> None:
-        """Add the files of one pass to the pending batch. Never blocks, never raises."""
-        now = self._clock()
+        """Add the files of one pass to the settling batch. Never blocks, never raises."""
         for item in written:
             for name in item.targets:
-                if not self._pending:
-                    self._first_at = now
-                pending = self._pending.setdefault(name, _Pending())
-                pending.paths[str(item.path)] = None
-                pending.initial = pending.initial and item.initial
-        if self._pending:
-            self._last_at = now
-            self._wake.set()
+                batch = self._settling.setdefault(name, Batch())
+                batch.merge(Batch({str(item.path): item.digest}, item.initial))
+        if self._settling:
+            self._idle.clear()
+            self._settle.poke()
+
+    def replay(self, paths: Iterable[Path], current_digest: Callable[[Path], str | None]) -> int:
+        """Deliver what the journal says is pending for ``paths`` (at start-up). Blocking I/O.
+
+        A record whose content is on disk now is submitted (targets that no
+        longer exist are left out); one whose content never reached the disk is
+        dropped. Returns how many outputs had something to deliver.
+        """
+        if self.journal is None:
+            return 0
+        replayed: list[WrittenFile] = []
+        for path in paths:
+            directory = self._directory(path)
+            record = self.journal.load(path, directory)
+            if record is None:
+                continue
+            targets = tuple(t for t in record.targets if t in self._config.notify)
+            if current_digest(path) != record.digest or not targets:
+                self.journal.drop(path, directory)
+                continue
+            replayed.append(WrittenFile(path, targets, record.initial, record.digest))
+            self._log.info("notify_replayed", path=str(path), targets=list(targets))
+        self.submit(replayed)
+        return len(replayed)
+
+    # -- batching --------------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Deliver each batch when it has settled; runs until cancelled.
+        """Dispatch each batch when it has settled; runs until cancelled.
 
-        On cancellation, deliveries still running are cancelled too (a command's
-        process group is killed).
+        On cancellation, deliveries still running are cancelled too (a
+        command's process group is killed); their journal records stay.
         """
         self._declare_metrics()
         try:
             while True:
-                due = self._due_at()
-                if due is None:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    continue
-                delay_s = due - self._clock()
-                if delay_s <= 0:
-                    self._dispatch(self._take())
-                    continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay_s)
+                await self._settle.wait()
+                self._dispatch()
         finally:
-            for task in list(self._inflight):
-                task.cancel()
-            for task in list(self._inflight):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await self._cancel_deliveries()
+
+    async def close(self) -> None:
+        """Cancel every delivery still running (their journal records stay)."""
+        await self._cancel_deliveries()
 
     async def flush(self) -> None:
-        """Deliver the pending batch now and wait for every delivery in flight.
+        """Dispatch the settling batch now and wait until every target is idle.
 
         Each delivery is bounded by its target's timeout; cancelling ``flush``
-        cancels them.
+        leaves them running (``serve``'s cancellation stops them).
         """
-        batch = self._take()
-        if batch:
-            self._dispatch(batch)
-        while self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._dispatch()
+        await self._idle.wait()
 
-    # -- batching ----------------------------------------------------------------------
-
-    def _due_at(self) -> float | None:
-        if not self._pending:
-            return None
-        return min(
-            self._last_at + self._config.settle_s, self._first_at + self._config.settle_max_s
-        )
-
-    def _take(self) -> dict[str, _Pending]:
-        batch, self._pending = self._pending, {}
-        return batch
-
-    def _dispatch(self, batch: dict[str, _Pending]) -> None:
+    def _dispatch(self) -> None:
+        batches, self._settling = self._settling, {}
+        self._settle.reset()
+        if not batches:
+            self._check_idle()
+            return
         self.batches += 1
         self._log.info(
             "notify_batch",
-            targets=sorted(batch),
-            files=sorted({p for pending in batch.values() for p in pending.paths}),
+            targets=sorted(batches),
+            files=sorted({p for batch in batches.values() for p in batch.files}),
         )
-        for name, pending in batch.items():
-            task = asyncio.create_task(
-                self._deliver(name, list(pending.paths), initial=pending.initial),
-                name=f"notify:{name}",
+        for name, batch in batches.items():
+            target = self._targets.setdefault(name, _Target())
+            if target.task is None:
+                self._start(name, target, batch)
+            elif target.waiting is None:
+                target.waiting = batch
+            else:
+                target.waiting.merge(batch)
+
+    def _start(self, name: str, target: _Target, batch: Batch) -> None:
+        target.task = asyncio.create_task(self._run(name, batch), name=f"notify:{name}")
+
+    async def _run(self, name: str, batch: Batch) -> None:
+        target = self._targets[name]
+        try:
+            await self._deliver(name, batch)
+            await self._forget(name, batch)
+        finally:
+            target.task = None
+            waiting, target.waiting = target.waiting, None
+            if waiting is not None and not _cancelling():
+                self._start(name, target, waiting)
+            self._check_idle()
+
+    def _check_idle(self) -> None:
+        busy = self._settling or any(
+            t.task is not None or t.waiting is not None for t in self._targets.values()
+        )
+        if not busy:
+            self._idle.set()
+
+    async def _cancel_deliveries(self) -> None:
+        tasks = [t.task for t in self._targets.values() if t.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _directory(self, path: Path) -> Path:
+        return self._directory_of(path) if self._directory_of is not None else path.parent
+
+    async def _forget(self, name: str, batch: Batch) -> None:
+        journal = self.journal
+        if journal is None:
+            return
+        for path, digest in batch.files.items():
+            await asyncio.to_thread(
+                journal.done, Path(path), self._directory(Path(path)), name, digest
             )
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
 
-    # -- delivery ----------------------------------------------------------------------
+    # -- delivery --------------------------------------------------------------------------
 
-    async def _deliver(self, name: str, paths: list[str], *, initial: bool) -> None:
+    async def _deliver(self, name: str, batch: Batch) -> None:
         target = self._config.notify.get(name)
+        paths = list(batch.files)
         if target is None:
             self._log.warning("notify_target_unknown", target=name, files=paths)
             return
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            started = self._clock()
-            try:
-                result = await self._attempt(name, target, paths, initial=initial)
-                attempts = 1
-                while result.retryable and attempts <= target.retries:
-                    self._log.warning(
-                        "notify_retry",
-                        target=name,
-                        kind=target.kind,
-                        outcome=result.outcome,
-                        reason=result.reason,
-                        retry_in_s=target.retry_backoff_s,
-                    )
-                    await asyncio.sleep(target.retry_backoff_s)
-                    result = await self._attempt(name, target, paths, initial=initial)
-                    attempts += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug must not take the daemon down
-                result, attempts = Result("error", f"internal error: {exc!r}"), 1
-            elapsed_s = self._clock() - started
-            self._record(
-                name,
-                target,
-                paths,
-                result,
-                initial=initial,
-                attempts=attempts,
-                duration_s=elapsed_s,
+        started = self._clock()
+        attempts = 1
+        try:
+            result = await self._attempt(name, target, paths, initial=batch.initial)
+            while result.retryable and attempts <= target.retries:
+                self._log.warning(
+                    "notify_retry",
+                    target=name,
+                    kind=target.kind,
+                    outcome=result.outcome,
+                    reason=result.reason,
+                    retry_in_s=target.retry_backoff_s,
+                )
+                await asyncio.sleep(target.retry_backoff_s)
+                result = await self._attempt(name, target, paths, initial=batch.initial)
+                attempts += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not take the daemon down
+            result = Result("error", f"internal error ({type(exc).__name__})")
+            self._log.error(
+                "notify_internal_error", target=name, **logs.error_fields(exc, with_traceback=True)
             )
+        self.deliveries += 1
+        self._record(
+            name,
+            target,
+            paths,
+            result,
+            initial=batch.initial,
+            attempts=attempts,
+            duration_s=self._clock() - started,
+        )
 
     async def _attempt(
         self, name: str, target: NotifyTarget, paths: list[str], *, initial: bool
@@ -258,3 +326,8 @@ class Notifier:
             self._log.warning("notify_failed", reason=result.reason, **fields)
         else:
             self._log.error("notify_failed", reason=result.reason, **fields)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -24,6 +24,8 @@ HEADER = "Managed by secretsync; do not edit: changes are overwritten."
 class RenderError(Exception):
     """The output cannot be rendered from these values; the message holds no secret value."""
 
+    safe_message = True
+
 
 @dataclass(frozen=True, repr=False)
 class SecretValue:

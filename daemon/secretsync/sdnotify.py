@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any
 from secretsync import logs
 
 if TYPE_CHECKING:
-    from secretsync.agent import Agent, CycleReport
+    from secretsync.poller import Poller
+    from secretsync.state import CycleReport
+    from secretsync.syncer import Syncer
 
 ENV_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 STATUS_MAX_CHARS = 200
@@ -205,7 +207,7 @@ class SdNotifier:
         """Ping every ``watchdog_interval_s`` until cancelled; returns at once if disabled.
 
         Runs in the daemon's event loop, so a loop blocked by a synchronous call
-        sends nothing. ``alive()`` returning False (the agent stalled) skips a ping.
+        sends nothing. ``alive()`` returning False (the poller stalled) skips a ping.
         """
         interval_s = self.watchdog_interval_s
         if interval_s is None or self.address is None:
@@ -218,42 +220,35 @@ class SdNotifier:
                 self._log.warning("sd_watchdog_skipped", reason="no poll cycle started lately")
             await asyncio.sleep(interval_s)
 
-    # -- wiring to the agent -------------------------------------------------------------
+    # -- wiring to the poller ------------------------------------------------------------
 
-    def attach(self, agent: Agent) -> None:
-        """Report the agent's cycles (READY/STATUS) and run the watchdog as its service."""
-        if not self.enabled:
-            return
-        agent.add_cycle_hook(lambda report: self.on_cycle(agent, report))
-        if self.watchdog_interval_s is not None:
-            agent.add_service("sd-watchdog", lambda: self.watchdog(lambda: _alive(agent)))
+    def attach(self, syncer: Syncer, poller: Poller) -> None:
+        """Report the poller's cycles (READY/STATUS); the runtime runs :meth:`watchdog`."""
+        if self.enabled:
+            poller.add_cycle_hook(lambda report: self.on_cycle(syncer, report))
 
-    def on_cycle(self, agent: Agent, report: CycleReport) -> None:
+    def on_cycle(self, syncer: Syncer, report: CycleReport) -> None:
         """After a cycle: ``READY=1`` the first time every output is current, else ``STATUS=``."""
-        text = summary(agent, report)
-        if not self.ready_sent and agent.all_current():
+        text = summary(syncer, report)
+        if not self.ready_sent and syncer.all_current():
             self.ready(text)
         else:
             self.status(text)
 
 
-def _alive(agent: Agent) -> bool:
-    started = agent.last_cycle_started
+def alive(syncer: Syncer) -> bool:
+    """False when no cycle started for an interval plus ``STALL_GRACE_S`` (a hung await)."""
+    started = syncer.last_cycle_started
     if started is None:
         return True  # the first cycle is about to start
-    limit_s = agent.config.poll.interval_s * (1 + agent.config.poll.jitter) + STALL_GRACE_S
+    limit_s = syncer.config.poll.interval_s * (1 + syncer.config.poll.jitter) + STALL_GRACE_S
     return time.monotonic() - started < limit_s
 
 
-def summary(agent: Agent, report: CycleReport) -> str:
+def summary(syncer: Syncer, report: CycleReport) -> str:
     """A short human status line from counts only (never a value, never an error text)."""
-    outputs = agent.outputs
-    secrets = agent.secrets
-    current = sum(
-        1
-        for st in outputs.values()
-        if st.ok and all(secrets[s].checked_ok for s in st.config.secret_ids if s in secrets)
-    )
+    outputs = syncer.outputs
+    current = sum(1 for st in outputs.values() if syncer.current(st))
     parts: list[Any] = [f"{current}/{len(outputs)} outputs current"]
     if report.files_written:
         parts.append(f"{len(report.files_written)} written")

@@ -2,9 +2,9 @@
 
 :class:`MetricsServer` runs in the daemon's own event loop and learns about the
 agent only through :class:`Probes` (three callables). aiohttp parses and
-handles requests; a connection-level guard (:class:`_Guarded`) in front of it
-keeps a flood of slow or half-sent requests from taking the daemon's file
-descriptors (which its AWS calls, config reloads and probes need):
+handles requests; a connection-level guard (:mod:`secretsync.httpguard`) in
+front of it keeps a flood of slow or half-sent requests from taking the
+daemon's file descriptors (which its AWS calls, config reloads and probes need):
 
 - a connection whose request has not reached a handler within
   ``header_timeout_s`` is aborted, and so is one still open ``response_timeout_s``
@@ -22,19 +22,27 @@ rate-limited debug log event, never one line per connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
-import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from secretsync import logs
+from secretsync.httpguard import (
+    HEADER_TIMEOUT_S,
+    MAX_CONNECTIONS,
+    SHED_LOG_INTERVAL_S,
+    AiohttpLog,
+    Connections,
+    Guarded,
+    ServerLimits,
+    ShedLog,
+    raise_fd_limit,
+)
 from secretsync.metrics import Metrics, split_listen, url_host
 
 __all__ = [
@@ -54,22 +62,6 @@ HEALTH_MIN_WINDOW_S = 60.0  # …but never sooner than this: one poll with AWS t
 # retries can take tens of seconds, and a slow backend must not make the sidecar "unhealthy"
 SHUTDOWN_TIMEOUT_S = 1.0  # in-flight scrapes get this long at shutdown
 
-HEADER_TIMEOUT_S = 5.0  # connect → request handed to our handler
-HANDLER_TIMEOUT_S = 10.0  # a handler that takes longer answers 504
-RESPONSE_TIMEOUT_S = 30.0  # handler start → connection gone (slow readers are aborted)
-MAX_CONNECTIONS = 64
-MAX_LINE_SIZE = 8192  # request line, bytes
-MAX_FIELD_SIZE = 8192  # one header, bytes
-MAX_HEADERS = 32
-MAX_REQUEST_BYTES = 16384  # everything received before the handler: line + headers
-MAX_BODY_BYTES = 1024  # aiohttp's client_max_size; bodies are refused anyway
-SHED_LOG_INTERVAL_S = 60.0  # at most one http_connections_shed event per interval
-
-_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-)
-
 
 class MetricsServerError(Exception):
     """The metrics server could not listen (``str()`` is a one-line message for the user)."""
@@ -82,12 +74,14 @@ class Probes:
     ``last_poll_started``: monotonic time the last poll cycle started, ``None``
     before the first. ``poll_interval_s``: the configured interval (may change
     on reload). ``not_ready``: the outputs not synced yet or older than the
-    staleness limit (empty when ready).
+    staleness limit (empty when ready). ``failing_tasks``: supervised tasks that
+    keep failing (empty when all run).
     """
 
     last_poll_started: Callable[[], float | None]
     poll_interval_s: Callable[[], float]
     not_ready: Callable[[], Sequence[str]]
+    failing_tasks: Callable[[], Sequence[str]] = tuple
 
 
 @dataclass(frozen=True)
@@ -96,217 +90,6 @@ class Health:
 
     ok: bool
     detail: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ServerLimits:
-    """Per-connection limits of :class:`MetricsServer` (see the module docstring)."""
-
-    header_timeout_s: float = HEADER_TIMEOUT_S
-    handler_timeout_s: float = HANDLER_TIMEOUT_S
-    response_timeout_s: float = RESPONSE_TIMEOUT_S
-    max_connections: int = MAX_CONNECTIONS
-    max_line_size: int = MAX_LINE_SIZE
-    max_field_size: int = MAX_FIELD_SIZE
-    max_headers: int = MAX_HEADERS
-    max_request_bytes: int = MAX_REQUEST_BYTES
-    max_body_bytes: int = MAX_BODY_BYTES
-
-
-def raise_fd_limit() -> tuple[int, int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit, best effort: (soft before, after, hard).
-
-    An unlimited hard limit is not a valid soft limit for file descriptors on
-    Linux, so the soft limit is then left as it is; so it is when setrlimit fails.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard not in (resource.RLIM_INFINITY, soft):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard
-
-
-class _ShedLog:
-    """Counts shed connections; logs a summary at most once per interval (debug)."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.total = {"evicted": 0, "refused": 0, "timed_out": 0, "bad_request": 0}
-        self._pending = dict.fromkeys(self.total, 0)
-        self._interval_s = interval_s
-        self._timer: asyncio.TimerHandle | None = None
-        self._log = logs.get_logger()
-
-    def count(self, reason: str) -> None:
-        self.total[reason] += 1
-        self._pending[reason] += 1
-        if self._timer is None:
-            self.flush()  # the first event of a quiet period is logged at once…
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self._interval_s, self._tick)  # …the rest batched
-
-    def _tick(self) -> None:
-        self._timer = None
-        if any(self._pending.values()):
-            self.flush()
-            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self._tick)
-
-    def flush(self) -> None:
-        if any(self._pending.values()):
-            self._log.debug("http_connections_shed", **self._pending)
-            self._pending = dict.fromkeys(self.total, 0)
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self.flush()
-
-
-class _AiohttpLog(logging.Handler):
-    """aiohttp's server logger: malformed requests are counted, handler crashes logged.
-
-    aiohttp logs every bad request with a traceback at ERROR; unrouted, that goes
-    to stderr once per request, so a flood of garbage would flood the log.
-    """
-
-    def __init__(self, shed: _ShedLog) -> None:
-        super().__init__(logging.DEBUG)
-        self._shed = shed
-
-    def emit(self, record: logging.LogRecord) -> None:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            self._shed.count("bad_request")
-        elif exc is not None:  # type and place only: a repr could carry data
-            logs.get_logger().error("http_handler_failed", error_type=type(exc).__name__)
-
-
-class _Connections:
-    """The open connections: those still waiting for a request (oldest first) and the rest."""
-
-    def __init__(self, limits: ServerLimits, shed: _ShedLog) -> None:
-        self.limits = limits
-        self.shed = shed
-        self._waiting: dict[_Guarded, None] = {}  # insertion order = age
-        self._admitted: set[_Guarded] = set()
-        self._by_handler: dict[asyncio.BaseProtocol, _Guarded] = {}
-
-    def __len__(self) -> int:
-        return len(self._waiting) + len(self._admitted)
-
-    def accept(self, conn: _Guarded) -> bool:
-        """Make room for ``conn`` (evicting the oldest waiting one) or refuse it."""
-        if len(self) >= self.limits.max_connections:
-            if not self._waiting:
-                self.shed.count("refused")
-                return False
-            next(iter(self._waiting)).abort("evicted")
-        self._waiting[conn] = None
-        return True
-
-    def bind(self, handler: asyncio.BaseProtocol, conn: _Guarded) -> None:
-        self._by_handler[handler] = conn
-
-    def admit(self, handler: asyncio.BaseProtocol) -> None:
-        """The request on ``handler``'s connection reached our code: no longer evictable."""
-        conn = self._by_handler.get(handler)
-        if conn is not None and conn in self._waiting:
-            del self._waiting[conn]
-            self._admitted.add(conn)
-            conn.arm(self.limits.response_timeout_s)
-
-    def is_waiting(self, conn: _Guarded) -> bool:
-        return conn in self._waiting
-
-    def forget(self, conn: _Guarded) -> None:
-        self._waiting.pop(conn, None)
-        self._admitted.discard(conn)
-        if conn.handler is not None:
-            self._by_handler.pop(conn.handler, None)
-
-    def abort_all(self, *, waiting_only: bool = False) -> None:
-        for conn in [*self._waiting, *(() if waiting_only else self._admitted)]:
-            conn.abort(None)
-
-
-class _Guarded(asyncio.Protocol):
-    """Wraps aiohttp's RequestHandler: deadlines, the connection cap, a request byte cap."""
-
-    def __init__(self, table: _Connections, make_handler: Callable[[], asyncio.Protocol]) -> None:
-        self._table = table
-        self._make_handler = make_handler
-        self.handler: asyncio.Protocol | None = None
-        self._transport: asyncio.Transport | None = None
-        self._deadline: asyncio.TimerHandle | None = None
-        self._received = 0
-        self._rejected = False  # answered 431; ignore whatever else it sends
-        self._closed = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        if not self._table.accept(self):
-            self._closed = True
-            transport.abort()
-            return
-        self.arm(self._table.limits.header_timeout_s)
-        self.handler = self._make_handler()
-        self._table.bind(self.handler, self)
-        self.handler.connection_made(transport)
-
-    def arm(self, timeout_s: float) -> None:
-        """(Re)start the deadline after which the connection is aborted."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-        loop = asyncio.get_running_loop()
-        self._deadline = loop.call_later(timeout_s, self.abort, "timed_out")
-
-    def abort(self, reason: str | None) -> None:
-        """Drop the connection now; ``reason`` is counted unless None."""
-        if self._closed:
-            return
-        self._closed = True
-        self._table.forget(self)
-        if self._deadline is not None:
-            self._deadline.cancel()
-        if reason is not None:
-            self._table.shed.count(reason)
-        if self._transport is not None:
-            self._transport.abort()
-
-    def data_received(self, data: bytes) -> None:
-        if self._closed or self._rejected or self.handler is None:
-            return
-        if self._table.is_waiting(self):
-            self._received += len(data)
-            if self._received > self._table.limits.max_request_bytes:
-                # still counted and evictable until gone; the deadline catches a non-reader
-                self._rejected = True
-                self._table.shed.count("bad_request")
-                assert self._transport is not None
-                self._transport.write(_TOO_LARGE)
-                self._transport.close()
-                return
-        self.handler.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return None if self.handler is None else self.handler.eof_received()
-
-    def pause_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.pause_writing()
-
-    def resume_writing(self) -> None:
-        if self.handler is not None:
-            self.handler.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._table.forget(self)
-        if self.handler is not None:
-            self.handler.connection_lost(exc)
 
 
 class MetricsServer:
@@ -328,20 +111,20 @@ class MetricsServer:
         port: int = 9464,
         clock: Callable[[], float] = time.monotonic,
         min_window_s: float = HEALTH_MIN_WINDOW_S,
-        limits: ServerLimits = ServerLimits(),  # frozen: safe to share
+        limits: ServerLimits | None = None,
     ) -> None:
         self.metrics = metrics
         self.probes = probes
         self.host = host
         self.requested_port = port
         self.min_window_s = min_window_s
-        self.limits = limits
+        self.limits = limits or ServerLimits()
         self._clock = clock
         self._started_at: float | None = None
         self._runner: web.AppRunner | None = None
         self._listener: asyncio.Server | None = None
-        self._shed: _ShedLog | None = None
-        self._connections: _Connections | None = None
+        self._shed: ShedLog | None = None
+        self._connections: Connections | None = None
 
     def __repr__(self) -> str:
         return f"MetricsServer(host={self.host!r}, port={self.port}, running={self.running})"
@@ -353,14 +136,17 @@ class MetricsServer:
 
         Before the first cycle the window counts from :meth:`start`. AWS errors
         do not matter here: a failing cycle is still a cycle, and restarting the
-        sidecar would not fix the backend. Only a stuck or dead loop fails.
+        sidecar would not fix the backend. Only a stuck or dead loop fails, or a
+        supervised task that keeps failing (named in ``failing_tasks``), since a
+        restart of the daemon may fix what restarting the task did not.
         """
         now = self._clock()
         window_s = max(HEALTH_INTERVALS * self.probes.poll_interval_s(), self.min_window_s)
         last = self.probes.last_poll_started()
         since = last if last is not None else self._started_at
         age_s = None if since is None else max(0.0, now - since)
-        ok = age_s is not None and age_s <= window_s
+        failing = sorted(self.probes.failing_tasks())
+        ok = age_s is not None and age_s <= window_s and not failing
         return Health(
             ok,
             {
@@ -368,6 +154,7 @@ class MetricsServer:
                 "polled": last is not None,
                 "last_poll_age_s": None if age_s is None else round(age_s, 3),
                 "window_s": window_s,
+                "failing_tasks": failing,
             },
         )
 
@@ -417,10 +204,10 @@ class MetricsServer:
         before, soft, hard = raise_fd_limit()
         logs.get_logger().info("fd_limit", soft_before=before, soft=soft, hard=hard)
         limits = self.limits
-        shed = self._shed = _ShedLog(SHED_LOG_INTERVAL_S)
-        self._connections = _Connections(limits, shed)
+        shed = self._shed = ShedLog(SHED_LOG_INTERVAL_S)
+        self._connections = Connections(limits, shed)
         aiohttp_log = logging.Logger("secretsync.http")  # not in the global tree: no side effect
-        aiohttp_log.addHandler(_AiohttpLog(shed))
+        aiohttp_log.addHandler(AiohttpLog(shed))
         app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[self._guard])
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
@@ -501,7 +288,7 @@ class MetricsServer:
         loop = asyncio.get_running_loop()
         try:
             return await loop.create_server(
-                lambda: _Guarded(table, make_handler), host or None, port
+                lambda: Guarded(table, make_handler), host or None, port
             )
         except OSError as exc:
             where = f"{url_host(host) if host else '*'}:{port}"

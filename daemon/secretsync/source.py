@@ -30,41 +30,10 @@ from botocore.exceptions import (
 )
 
 from secretsync.render import SecretValue
-
-# Error codes worth retrying soon; anything else from the API is permanent
-# (not found, access denied, marked for deletion, decryption failure, …).
-TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "InternalServiceError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "ExpiredTokenException",
-        "IDPCommunicationError",
-    }
-)
-THROTTLE_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
-)
+from secretsync.store import THROTTLE_CODES, TRANSIENT_CODES, SourceError
 
 RequestObserver = Callable[[str, str], None]
 """Called once per real HTTP attempt (retries included) with (operation, outcome)."""
-
-
-class SourceError(Exception):
-    """A Secrets Manager call failed. ``code`` is short and label-safe; no secret values."""
-
-    def __init__(self, secret_id: str, code: str, message: str, *, transient: bool) -> None:
-        super().__init__(f"secret {secret_id!r}: {code}: {message}")
-        self.secret_id = secret_id
-        self.code = code
-        self.transient = transient
 
 
 def classify(secret_id: str, exc: BaseException) -> SourceError:
@@ -156,7 +125,7 @@ class SecretsSource:
         except NoRegionError:
             await stack.aclose()
             raise SourceError(
-                "-", "NoRegion", "set aws.region, AWS_REGION or AWS_DEFAULT_REGION", transient=False
+                "", "NoRegion", "set aws.region, AWS_REGION or AWS_DEFAULT_REGION", transient=False
             ) from None
         self._stack = stack
         self._semaphore = asyncio.Semaphore(self._max_concurrency)

@@ -35,7 +35,8 @@ OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "timeout", "not_running", "refus
 
 OUTPUT_LIMIT_BYTES = 2048  # command output kept for the log
 HTTP_BODY_LIMIT_BYTES = 256  # response body kept for the log on failure
-KILL_GRACE_S = 1.0  # SIGTERM → SIGKILL for a command's process group on timeout
+KILL_GRACE_S = 1.0  # SIGTERM → SIGKILL for a command's process group on timeout…
+CANCEL_GRACE_S = 0.2  # …and when the delivery is cancelled (a shutdown with a deadline)
 _READ_CHUNK_BYTES = 65536
 _DRAIN_LIMIT_BYTES = 1024 * 1024  # read after the command exited, at most
 PERMISSION_HINT = "permission denied (run as the same user as the app, or grant CAP_KILL)"
@@ -195,7 +196,8 @@ async def run_command(name: str, target: NotifyTarget, paths: list[str]) -> Resu
                 details=details,
             )
         except asyncio.CancelledError:
-            await asyncio.shield(_kill_group(proc))
+            # a shutdown with a deadline: no long grace for the group
+            await asyncio.shield(_kill_group(proc, CANCEL_GRACE_S))
             raise
         details["exit_code"] = returncode
         details.update(capture.finish())
@@ -206,12 +208,12 @@ async def run_command(name: str, target: NotifyTarget, paths: list[str]) -> Resu
     return Result("ok", details=details)
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
+async def _kill_group(proc: asyncio.subprocess.Process, grace_s: float = KILL_GRACE_S) -> None:
     # the command runs in its own session, so its pgid is its pid
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
+        await asyncio.wait_for(proc.wait(), grace_s)
     # children that ignore SIGTERM, or outlived the leader, go now
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)

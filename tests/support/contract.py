@@ -15,6 +15,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "secretsync_build_info": ("gauge", frozenset({"version"})),
     "secretsync_drift_repairs": ("counter", frozenset({"path"})),
     "secretsync_config_reloads": ("counter", frozenset({"outcome"})),
+    "secretsync_task_restarts": ("counter", frozenset({"task"})),
 }
 
 # The standard collectors of prometheus_client next to the contract: ``process_*``

@@ -1,0 +1,127 @@
+"""``secretsync once``: sync every output once, tell the targets, exit.
+
+It takes the outputs' locks like the daemon (a path held by a running
+``secretsync run`` is refused: exit 2, nothing written), delivers any
+notification a crashed run left pending, runs one cycle, and flushes the
+notifications without waiting for ``settle`` (the pass is complete). The dry
+run (:func:`dry_run`) takes no lock and writes nothing.
+
+A stop signal cancels the work: writes already started finish, notifications
+due are delivered within ``shutdown_timeout``, and the exit code is
+128 + the signal number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+
+from secretsync.awsenv import resolve_region
+from secretsync.config import Config
+from secretsync.journal import Journal
+from secretsync.locks import LockHeld
+from secretsync.metrics import Metrics
+from secretsync.notify import Notifier
+from secretsync.plan import PlannedOutput, plan
+from secretsync.runtime import EXIT_FAILURE, EXIT_OK, StartupError, current_digest, state_dir_of
+from secretsync.signals import SignalCapture
+from secretsync.store import SecretStore, SourceError
+from secretsync.syncer import Syncer
+from secretsync.writer import OutputWriter
+
+
+@contextlib.asynccontextmanager
+async def _store(
+    config: Config, metrics: Metrics, store: SecretStore | None
+) -> AsyncIterator[SecretStore]:
+    if store is not None:
+        yield store
+        return
+    from secretsync.source import SecretsSource  # noqa: PLC0415 (the AWS stack is heavy)
+
+    source = SecretsSource(
+        region=resolve_region(config.aws.region),
+        endpoint_url=config.aws.endpoint_url,
+        on_request=metrics.observe_request,
+    )
+    try:
+        await source.start()
+    except SourceError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        yield source
+    finally:
+        await source.close()
+
+
+async def dry_run(config: Config, *, store: SecretStore | None = None) -> list[PlannedOutput]:
+    """What ``once`` would write (keys only); no lock taken, nothing written."""
+    metrics = Metrics()
+    async with _store(config, metrics, store) as secrets:
+        writer = OutputWriter(metrics, locking=False)
+        return await plan(Syncer(config, secrets, writer, metrics=metrics))
+
+
+async def run_once(
+    config: Config,
+    signals: SignalCapture,
+    *,
+    notify: bool = True,
+    store: SecretStore | None = None,
+    metrics: Metrics | None = None,
+) -> int:
+    """Sync every output once. Returns 0 when all are current, 1 when one is not,
+    128 + signal when stopped by a signal. Raises StartupError (exit 2)."""
+    metrics = metrics or Metrics()
+    journal = Journal(state_dir_of(config)) if notify else None
+    writer = OutputWriter(metrics, journal=journal)
+    notifier = (
+        Notifier(config, metrics=metrics, journal=journal, directory_of=writer.directory)
+        if notify
+        else None
+    )
+    paths = [o.path for o in config.outputs]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals.attach(loop, lambda _signum, _forced: stop.set(), lambda: None)
+    try:
+        try:
+            await asyncio.to_thread(writer.manage, paths)
+        except LockHeld as exc:
+            raise StartupError(str(exc)) from None
+        async with _store(config, metrics, store) as secrets:
+            syncer = Syncer(config, secrets, writer, metrics=metrics, notifier=notifier)
+            writer.on_written = syncer.on_written
+            if notifier is not None:
+                await asyncio.to_thread(notifier.replay, paths, current_digest)
+            stopped = await _until_stopped(syncer.cycle(), stop)
+            await writer.drain()
+            syncer.submit_written()
+            if notifier is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(notifier.flush(), config.shutdown_timeout_s)
+                await notifier.close()
+            if stopped or signals.stop_requested:
+                return 128 + (signals.stop_signal or 15)
+            return EXIT_OK if syncer.all_current() else EXIT_FAILURE
+    finally:
+        signals.detach()
+        writer.close()
+
+
+async def _until_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first; True when stopped."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()
+        return False
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return True

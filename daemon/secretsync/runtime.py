@@ -1,0 +1,367 @@
+"""The runtime of ``secretsync run``: builds the pieces, supervises their tasks, stops them.
+
+Start-up, in order: take every output's lock (another holder: exit 2), sweep
+our stale temp files, bind the metrics server (address taken: exit 2), open
+the store, deliver the notifications a previous run left pending, then run
+the poller, the notifier, the reloader, the watcher and the systemd watchdog
+as supervised tasks in one :class:`asyncio.TaskGroup`.
+
+Stop (SIGTERM/SIGINT), in order and within ``shutdown_timeout``: no new poll
+(a cycle in flight is cancelled, its writes finish and are recorded), the
+watcher and reloads, pending notifications delivered, the metrics server.
+A second signal, or the deadline, forces the stop: whatever is left is
+cancelled (journal records stay for the next start) and the exit code is
+128 + the signal number. A clean stop exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from secretsync import __version__, logs
+from secretsync.awsenv import resolve_region
+from secretsync.config import Config
+from secretsync.files import read_current
+from secretsync.journal import Journal, digest_of
+from secretsync.locks import LockHeld
+from secretsync.metrics import Metrics
+from secretsync.notify import Notifier
+from secretsync.poller import Poller
+from secretsync.reload import RELOAD_SETTLE_MAX_S, RELOAD_SETTLE_S, Reloader, ReloadRefused
+from secretsync.sdnotify import SdNotifier, alive
+from secretsync.signals import SignalCapture
+from secretsync.store import SecretStore, SourceError
+from secretsync.supervise import Supervisor
+from secretsync.syncer import Syncer
+from secretsync.watch import Watcher
+from secretsync.writer import OutputWriter
+
+if TYPE_CHECKING:
+    from secretsync.server import MetricsServer
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+FORCED_MARGIN_S = 0.5  # kept from the deadline for cancelling what is left
+
+
+class StartupError(Exception):
+    """The daemon cannot start; ``str()`` is one line for the user, ``exit_code`` what to exit."""
+
+    safe_message = True
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def current_digest(path: Path) -> str | None:
+    """The digest of the file at ``path`` now (None when missing)."""
+    data = read_current(path)
+    return None if data is None else digest_of(data)
+
+
+def state_dir_of(config: Config) -> Path | None:
+    """The configured state directory with its symlinks resolved (None: beside each output)."""
+    return None if config.state_dir is None else Path(os.path.realpath(config.state_dir))
+
+
+class Runtime:
+    """Everything ``secretsync run`` runs. The constructor does no I/O.
+
+    ``store`` replaces the Secrets Manager client (tests use an in-memory
+    one); ``serve_metrics=False`` leaves the metrics server out whatever the
+    config says; ``sd`` is the systemd notifier (a no-op outside systemd).
+    """
+
+    def __init__(
+        self,
+        config_path: Path,
+        config: Config,
+        signals: SignalCapture,
+        *,
+        watch: bool = True,
+        store: SecretStore | None = None,
+        metrics: Metrics | None = None,
+        sd: SdNotifier | None = None,
+        serve_metrics: bool = True,
+        reload_settle_s: float = RELOAD_SETTLE_S,
+        reload_settle_max_s: float = RELOAD_SETTLE_MAX_S,
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.signals = signals
+        self.metrics = metrics or Metrics()
+        self.sd = sd or SdNotifier({})
+        self._store = store
+        self._watch = watch
+        self._serve_metrics = serve_metrics
+        self._reload_settle = (reload_settle_s, reload_settle_max_s)
+        self.supervisor = Supervisor(self.metrics)
+        self.journal = Journal(state_dir_of(config))
+        self.writer = OutputWriter(self.metrics, journal=self.journal)
+        self.notifier = Notifier(
+            config, metrics=self.metrics, journal=self.journal, directory_of=self.writer.directory
+        )
+        self.syncer: Syncer | None = None
+        self.poller: Poller | None = None
+        self.reloader: Reloader | None = None
+        self.watcher: Watcher | None = None
+        self.server: MetricsServer | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop: asyncio.Event | None = None
+        self._stop_signal: int | None = None
+        self._forced: asyncio.Event | None = None
+        self._reload_at_start = False
+        self._log = logs.get_logger()
+
+    def __repr__(self) -> str:
+        return f"Runtime(config_path={str(self.config_path)!r}, tasks={sorted(self._tasks)})"
+
+    # -- signals ---------------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, forced: bool) -> None:
+        assert self._stop is not None and self._forced is not None
+        if self._stop_signal is None:
+            self._stop_signal = signum
+        name = _signal_name(signum)
+        if forced or self._stop.is_set():
+            self._log.warning("shutdown_forced", signal=name, reason="second signal")
+            self._forced.set()
+        else:
+            self._log.info("shutdown_requested", signal=name)
+        self.sd.stopping()
+        self._stop.set()
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        """Stop as if ``signum`` had arrived (a second call forces the stop)."""
+        assert self._stop is not None
+        self._on_stop(signum, self._stop.is_set())
+
+    def _on_reload(self) -> None:
+        if self.reloader is not None:
+            self.reloader.request("sighup")
+        elif not self._reload_at_start:
+            # during start-up: reload once the reloader exists (the config may have
+            # changed since it was read)
+            self._log.info("config_reload_requested", trigger="sighup", during="start-up")
+            self._reload_at_start = True
+
+    # -- the whole life --------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Start, run until stopped, stop in order. Returns the exit code.
+
+        Raises StartupError when the daemon cannot start (its exit code says how).
+        """
+        self._stop, self._forced = asyncio.Event(), asyncio.Event()
+        self.signals.attach(asyncio.get_running_loop(), self._on_stop, self._on_reload)
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                stack.callback(self.writer.close)
+                await asyncio.sleep(0)  # let signals seen during start-up arrive
+                if self._stop.is_set():
+                    return self._exit_code(clean=True)
+                await self._start(stack)
+                async with asyncio.TaskGroup() as group:
+                    self._spawn(group)
+                    await self._stop.wait()
+                    clean = await self._shutdown()
+                self._log.info("stopped", clean=clean)
+                return self._exit_code(clean=clean)
+        finally:
+            self.signals.detach()
+
+    def _exit_code(self, *, clean: bool) -> int:
+        if clean:
+            return EXIT_OK
+        return 128 + (self._stop_signal or 15)
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> None:
+        config = self.config
+        self._log.info(
+            "starting",
+            version=__version__,
+            config=str(self.config_path),
+            outputs=len(config.outputs),
+        )
+        from secretsync.httpguard import raise_fd_limit  # noqa: PLC0415
+
+        before, soft, hard = raise_fd_limit()  # a flood on the metrics port must not starve us
+        self._log.debug("fd_limit", soft_before=before, soft=soft, hard=hard)
+        try:
+            await asyncio.to_thread(self.writer.manage, [o.path for o in config.outputs])
+        except LockHeld as exc:
+            raise StartupError(str(exc)) from None
+        store = self._store
+        if store is None:
+            store = await self._open_source(stack)
+        syncer = self.syncer = Syncer(
+            config, store, self.writer, metrics=self.metrics, notifier=self.notifier
+        )
+        self.writer.on_written = syncer.on_written
+        self.poller = Poller(syncer)
+        self.sd.attach(syncer, self.poller)
+        if self._serve_metrics:
+            await self._start_server(stack)
+        self.reloader = Reloader(
+            self.config_path,
+            config,
+            self._apply,
+            metrics=self.metrics,
+            sd=self.sd,
+            settle_s=self._reload_settle[0],
+            settle_max_s=self._reload_settle[1],
+        )
+        if self._reload_at_start:
+            self.reloader.request("sighup")
+        if self._watch:
+            self.watcher = Watcher(
+                self.config_path, lambda: list(syncer.outputs), syncer.repair, self.reloader
+            )
+        replayed = await asyncio.to_thread(
+            self.notifier.replay, [o.path for o in config.outputs], current_digest
+        )
+        if replayed:
+            self._log.info("notify_pending_from_last_run", outputs=replayed)
+
+    async def _open_source(self, stack: contextlib.AsyncExitStack) -> SecretStore:
+        from secretsync.source import SecretsSource  # noqa: PLC0415 (the AWS stack is heavy)
+
+        source = SecretsSource(
+            region=resolve_region(self.config.aws.region),
+            endpoint_url=self.config.aws.endpoint_url,
+            on_request=self.metrics.observe_request,
+        )
+        try:
+            await stack.enter_async_context(source)
+        except SourceError as exc:
+            raise StartupError(str(exc)) from None
+        return source
+
+    async def _start_server(self, stack: contextlib.AsyncExitStack) -> None:
+        from secretsync.server import MetricsServer, MetricsServerError, Probes  # noqa: PLC0415
+
+        assert self.syncer is not None
+        syncer, supervisor = self.syncer, self.supervisor
+        server = MetricsServer(
+            self.metrics,
+            Probes(
+                last_poll_started=lambda: syncer.last_cycle_started,
+                poll_interval_s=lambda: syncer.config.poll.interval_s,
+                not_ready=syncer.not_ready,
+                failing_tasks=supervisor.failing,
+            ),
+        )
+        try:
+            await server.reconfigure(self.config.metrics.listen)
+        except MetricsServerError as exc:
+            raise StartupError(str(exc)) from None
+        stack.push_async_callback(server.stop)
+        self.server = server
+        if server.running:
+            self._log.info("metrics_listening", host=server.host, port=server.port)
+
+    def _spawn(self, group: asyncio.TaskGroup) -> None:
+        assert self.poller is not None and self.reloader is not None and self.syncer is not None
+        jobs: dict[str, Callable[[], Awaitable[None]]] = {
+            "poll": self.poller.run,
+            "notify": self.notifier.serve,
+            "reload": self.reloader.serve,
+        }
+        if self.watcher is not None:
+            jobs["watch"] = self.watcher.run
+        if self.sd.watchdog_interval_s is not None:
+            syncer = self.syncer
+            jobs["sd-watchdog"] = lambda: self.sd.watchdog(lambda: alive(syncer))
+        for name, job in jobs.items():
+            self._tasks[name] = group.create_task(self.supervisor.run(name, job), name=name)
+
+    # -- reloads ---------------------------------------------------------------------------
+
+    async def _apply(self, old: Config, new: Config) -> None:
+        """Switch every piece to ``new`` (the reloader's ``apply``); raise ReloadRefused to keep
+        ``old``. New outputs are locked first: one held by another process refuses the reload."""
+        assert self.syncer is not None and self.poller is not None
+        old_paths = {o.path for o in old.outputs}
+        added = [o.path for o in new.outputs if o.path not in old_paths]
+        try:
+            await asyncio.to_thread(self.writer.manage, added)
+        except LockHeld as exc:
+            raise ReloadRefused(str(exc)) from None
+        removed = self.syncer.reconfigure(new)
+        self.writer.unmanage(removed.paths)
+        self.notifier.reconfigure(new)
+        self.config = new
+        if old.aws != new.aws:
+            # the Secrets Manager client is built once, at start
+            self._log.warning("config_restart_needed", fields=["aws"])
+        if self.server is not None and old.metrics.listen != new.metrics.listen:
+            await self.server.reconfigure(new.metrics.listen)
+            self._log.info("metrics_moved", listen=new.metrics.listen)
+        if self.watcher is not None:
+            self.watcher.on_reload()
+        self.poller.wake()
+
+    # -- stop ------------------------------------------------------------------------------
+
+    async def _shutdown(self) -> bool:
+        """Stop in order within ``shutdown_timeout``; False when it had to be forced."""
+        assert self._forced is not None
+        deadline_s = max(0.0, self.config.shutdown_timeout_s - FORCED_MARGIN_S)
+        ordered = asyncio.create_task(self._stop_in_order(), name="shutdown")
+        forced = asyncio.create_task(self._forced.wait(), name="forced")
+        done, _ = await asyncio.wait(
+            {ordered, forced}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        forced.cancel()
+        clean = ordered in done and ordered.exception() is None
+        if not clean:
+            if ordered not in done:
+                reason = "second signal" if self._forced.is_set() else "shutdown_timeout"
+                self._log.warning("shutdown_forced", reason=reason, timeout_s=deadline_s)
+            ordered.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await ordered
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self.server is not None:
+            await self.server.stop()
+        return clean
+
+    async def _stop_in_order(self) -> None:
+        assert self.syncer is not None
+        # 1. no new poll; a cycle in flight is cancelled, its writes finish and are recorded
+        await self._cancel("poll")
+        await self.writer.drain()
+        self.syncer.submit_written()
+        # 2. nothing may touch the files any more: the watcher and reloads stop
+        if self.watcher is not None:
+            self.watcher.stop()
+        await self._cancel("watch")
+        await self._cancel("reload")
+        # 3. every pending notification is delivered
+        await self.notifier.flush()
+        await self._cancel("notify")
+        # 4. the metrics server goes last, so the stop can be watched to the end
+        if self.server is not None:
+            await self.server.stop()
+        await self._cancel("sd-watchdog")
+
+    async def _cancel(self, name: str) -> None:
+        task = self._tasks.get(name)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)

@@ -1,0 +1,399 @@
+"""The syncer: check secrets, fetch new versions, render and write the outputs they feed.
+
+A cycle asks the store once (``current_version``) for each unique secret that
+is due, fetches a value only for a version it does not hold, re-renders just
+the outputs that use a changed secret (or whose last attempt failed), has the
+writer write them, and hands the files that changed to the notifier only when
+the whole pass is written. Failures keep the last good file: transient store
+errors back off per secret (:mod:`secretsync.backoff`), permanent ones are
+retried at the next regular cycle, and an output that cannot be rendered
+costs that output alone. The store is any :class:`~secretsync.store.SecretStore`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from secretsync import backoff, logs
+from secretsync.config import Config
+from secretsync.files import WriteError
+from secretsync.metrics import Metrics
+from secretsync.render import RenderError, SecretValue, collect, render
+from secretsync.state import CycleReport, OutputState, SecretState, WrittenFile
+from secretsync.store import SecretStore, SourceError
+from secretsync.writer import OutputWriter
+
+
+class NotifySink(Protocol):
+    """What the syncer needs from a notifier (see notify.py)."""
+
+    def submit(self, written: Sequence[WrittenFile]) -> None:
+        """Take the files of one pass, after all of them are written. Must not block."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One output rendered from the values held, or why it cannot be (keys only, no values)."""
+
+    data: bytes | None
+    keys: list[str]
+    versions: dict[str, str]
+    error: str | None = None
+    reason: str | None = None  # sync_errors reason: fetch, throttled, render
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What a reconfiguration stopped managing."""
+
+    paths: list[Path] = field(default_factory=list)
+    secrets: list[str] = field(default_factory=list)
+
+
+class Syncer:
+    """Keeps every output of ``config`` in step with ``store`` through ``writer``.
+
+    The constructor does no I/O. :meth:`cycle` runs one pass; scheduling passes
+    is the poller's job.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: SecretStore,
+        writer: OutputWriter,
+        *,
+        metrics: Metrics,
+        notifier: NotifySink | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.writer = writer
+        self.metrics = metrics
+        self.notifier = notifier
+        self._clock = clock
+        self._wall = wall_clock
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
+        self._secrets: dict[str, SecretState] = {}
+        self._outputs: dict[Path, OutputState] = {}
+        self._written: list[WrittenFile] = []
+        self.cycles = 0
+        self.last_cycle_started: float | None = None  # monotonic
+        self._log = logs.get_logger()
+        self.reconfigure(config)
+
+    def __repr__(self) -> str:
+        return (
+            f"Syncer(outputs={len(self._outputs)}, secrets={len(self._secrets)}, "
+            f"cycles={self.cycles}, writes={self.writer.writes})"
+        )
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> Removed:
+        """Switch to a validated config, keeping fetched values. No I/O.
+
+        New and changed outputs are rendered at the next cycle; removed outputs
+        are left on disk and forgotten (state, metric series); secrets no longer
+        used stop being polled and their values are dropped.
+        """
+        self.config = config
+        removed_secrets = [sid for sid in self._secrets if sid not in set(config.secret_ids)]
+        self._secrets = {
+            sid: self._secrets.get(sid) or SecretState(sid) for sid in config.secret_ids
+        }
+        outputs: dict[Path, OutputState] = {}
+        for out in config.outputs:
+            state = self._outputs.get(out.path)
+            if state is None:
+                state = OutputState(out)
+            elif state.config != out:
+                state.config, state.dirty = out, True
+            outputs[out.path] = state
+        removed_paths = [p for p in self._outputs if p not in outputs]
+        self._outputs = outputs
+        logs.release_secrets_except(config.secret_ids)
+        self.metrics.forget(paths=[str(p) for p in removed_paths], secrets=removed_secrets)
+        self.metrics.declare(paths=[str(p) for p in outputs], secrets=config.secret_ids)
+        return Removed(removed_paths, removed_secrets)
+
+    # -- state for health, readiness, the watcher and the status view ----------------------
+
+    @property
+    def outputs(self) -> dict[Path, OutputState]:
+        return dict(self._outputs)
+
+    @property
+    def secrets(self) -> dict[str, SecretState]:
+        return dict(self._secrets)
+
+    def current(self, state: OutputState) -> bool:
+        """The output's last attempt succeeded and every secret it uses checked fine."""
+        return state.ok and all(self._secrets[s].checked_ok for s in state.config.secret_ids)
+
+    def all_current(self) -> bool:
+        """True when every output is current (see :meth:`current`)."""
+        return all(self.current(st) for st in self._outputs.values())
+
+    def not_ready(self) -> list[str]:
+        """Paths of outputs never synced, or not confirmed current within ``stale_after``."""
+        limit = self._wall() - self.config.stale_after_s
+        return [
+            str(path)
+            for path, st in self._outputs.items()
+            if st.synced_at is None or st.synced_at < limit
+        ]
+
+    def next_retry_at(self) -> float | None:
+        """The earliest monotonic time a secret in backoff is due, or None."""
+        return min((st.retry_at for st in self._secrets.values() if st.retry_at), default=None)
+
+    # -- one cycle -------------------------------------------------------------------------
+
+    async def cycle(self, *, regular: bool = True) -> CycleReport:
+        """One pass: check due secrets, fetch new versions, render and write affected outputs.
+
+        A regular cycle checks every secret not in transient backoff; a retry
+        cycle (``regular=False``) only those whose backoff has expired. Never
+        raises for store, render or write failures: they are logged, counted
+        and kept for retry. Files written are handed to the notifier at the
+        end, also when the cycle is cancelled after some writes completed.
+        """
+        started = self._clock()
+        self.last_cycle_started = started
+        report = CycleReport()
+        try:
+            due = [
+                st
+                for st in self._secrets.values()
+                if (st.retry_at and st.retry_at <= started) or (regular and not st.retry_at)
+            ]
+            report.secrets_checked = len(due)
+            flags = await asyncio.gather(*(self.check(st) for st in due))
+            changed = {st.secret_id for st, flag in zip(due, flags, strict=True) if flag}
+            report.secrets_changed = sorted(changed)
+            checked = {st.secret_id for st in due}
+            to_sync: list[OutputState] = []
+            for state in self._outputs.values():
+                ids = set(state.config.secret_ids)
+                if state.dirty or ids & changed:
+                    to_sync.append(state)
+                elif ids & checked:
+                    failed = [
+                        self._secrets[s] for s in ids & checked if not self._secrets[s].checked_ok
+                    ]
+                    if failed:
+                        report.errors += 1
+                        for st in failed:
+                            self._count_error(state, st.error)
+                    elif state.ok:
+                        self._mark_current(state)
+            oks = await asyncio.gather(*(self._sync_output(st) for st in to_sync))
+            report.errors += sum(1 for ok in oks if not ok)
+        finally:
+            report.files_written = self.submit_written()
+        self.cycles += 1
+        report.duration_s = self._clock() - started
+        self.metrics.poll_duration.observe(report.duration_s)
+        self.metrics.ready.set(0 if self.not_ready() else 1)
+        self._log.info(
+            "poll_cycle",
+            secrets_checked=report.secrets_checked,
+            secrets_changed=len(report.secrets_changed),
+            files_written=len(report.files_written),
+            errors=report.errors,
+            duration_s=round(report.duration_s, 4),
+            regular=regular,
+        )
+        return report
+
+    def on_written(self, written: WrittenFile) -> None:
+        """Writer callback: a file's content changed (kept until the pass ends)."""
+        self._written.append(written)
+
+    def submit_written(self) -> list[WrittenFile]:
+        """Hand the files written since the last call to the notifier, all at once."""
+        written, self._written = self._written, []
+        if written and self.notifier is not None:
+            try:
+                self.notifier.submit(written)
+            except BaseException:
+                self._written = written + self._written  # handed over by the next pass
+                raise
+        return written
+
+    async def check(self, st: SecretState) -> bool:
+        """Check one secret and fetch its current value if new. True when it changed.
+
+        Never raises (but for cancellation): failures are recorded on ``st``
+        with the next retry time.
+        """
+        try:
+            version_id = await self.store.current_version(st.secret_id)
+            changed = version_id != st.version_id or st.value is None
+            if changed:
+                value = await self.store.fetch(st.secret_id, version_id)
+                logs.hold_secret(st.secret_id, leaf_strings(value))
+                previous, st.value, st.version_id = st.version_id, value, version_id
+                self.metrics.secret_changes.labels(secret=st.secret_id).inc()
+                self._log.info(
+                    "secret_changed",
+                    secret=st.secret_id,
+                    version_id=version_id,
+                    previous_version_id=previous,
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            error = exc if isinstance(exc, SourceError) else _unexpected(st.secret_id, exc)
+            self._record_failure(st, error)
+            return False
+        st.error, st.checked_ok, st.failures, st.retry_at = None, True, 0, 0.0
+        st.checked_at = self._wall()
+        return changed
+
+    def _record_failure(self, st: SecretState, exc: SourceError) -> None:
+        st.error, st.checked_ok = exc, False
+        if exc.transient:
+            st.failures += 1
+            st.retry_at = self._clock() + backoff.delay_s(st.failures, self._rng)
+        else:
+            st.failures, st.retry_at = 0, 0.0
+        self._log.warning(
+            "secret_check_failed",
+            secret=st.secret_id,
+            code=exc.code,
+            transient=exc.transient,
+            error=str(exc),
+            failures=st.failures,
+            retry_in_s=round(st.retry_at - self._clock(), 2) if st.retry_at else None,
+        )
+
+    def prepare(self, state: OutputState) -> Prepared:
+        """Render ``state``'s output from the values held (shared by sync and the dry run).
+
+        Any failure of one output is that output's error: a secret not held, a
+        render error, or any unexpected exception while rendering (named by
+        type and the output's secrets, never by a value).
+        """
+        out = state.config
+        values: dict[str, SecretValue] = {}
+        for sid in out.secret_ids:
+            st = self._secrets[sid]
+            if st.value is None:
+                reason = "throttled" if st.error is not None and st.error.throttled else "fetch"
+                message = str(st.error) if st.error else f"secret {sid!r}: no value fetched yet"
+                return Prepared(None, [], {}, message, reason)
+            values[sid] = st.value
+        versions = {sid: v.version_id for sid, v in values.items()}
+        try:
+            keys = sorted(collect(out, values))
+            data = render(out, values)
+        except RenderError as exc:
+            return Prepared(None, [], versions, str(exc), "render")
+        except Exception as exc:  # a renderer bug must cost this output alone
+            secrets = ", ".join(map(repr, out.secret_ids))
+            message = f"cannot render from secret(s) {secrets}: unexpected {type(exc).__name__}"
+            return Prepared(None, [], versions, message, "render")
+        return Prepared(data, keys, versions)
+
+    async def _sync_output(self, state: OutputState) -> bool:
+        prepared = self.prepare(state)
+        if prepared.data is None:
+            if prepared.reason == "render":
+                self._fail(state, "render", prepared.error or "render error")
+            else:
+                state.ok, state.dirty = False, True
+                for sid in state.config.secret_ids:
+                    if self._secrets[sid].value is None:
+                        self._count_error(state, self._secrets[sid].error)
+            return False
+        try:
+            await self.writer.write(state, prepared.data, prepared.versions)
+        except WriteError as exc:
+            self._fail(state, "write", str(exc), errno=exc.reason)
+            return False
+        state.dirty, state.initial, state.ok = False, False, True
+        if all(self._secrets[sid].checked_ok for sid in state.config.secret_ids):
+            self._mark_current(state)
+        return True
+
+    async def repair(self, path: Path) -> bool:
+        """Drift repair of one managed output (see :meth:`OutputWriter.repair`)."""
+        state = self._outputs.get(path)
+        if state is None:
+            return False
+        try:
+            return await self.writer.repair(state)
+        except WriteError as exc:
+            self._fail(state, "write", str(exc), errno=exc.reason)
+            return False
+
+    def _mark_current(self, state: OutputState) -> None:
+        state.synced_at = self._wall()
+        state.error = None
+        self.metrics.last_success.labels(path=str(state.config.path)).set(state.synced_at)
+
+    def _fail(self, state: OutputState, reason: str, message: str, **fields: str) -> None:
+        state.ok, state.dirty, state.error = False, True, message
+        self.metrics.sync_errors.labels(path=str(state.config.path), reason=reason).inc()
+        self._log.error(
+            "output_failed", path=str(state.config.path), reason=reason, error=message, **fields
+        )
+
+    def _count_error(self, state: OutputState, error: SourceError | None) -> None:
+        reason = "throttled" if error is not None and error.throttled else "fetch"
+        state.error = str(error) if error else "secret unavailable"
+        self.metrics.sync_errors.labels(path=str(state.config.path), reason=reason).inc()
+
+
+def _unexpected(secret_id: str, exc: BaseException) -> SourceError:
+    # a bug in a store, not an AWS answer: treat it as transient so it backs off
+    return SourceError(secret_id, type(exc).__name__, "unexpected error", transient=True)
+
+
+def leaf_strings(value: SecretValue) -> list[str]:
+    """The raw secret text and every string inside it, for log redaction."""
+    leaves: list[str] = []
+    if value.binary is not None:
+        with contextlib.suppress(UnicodeDecodeError):
+            leaves.append(value.binary.decode("utf-8"))
+    if value.text is None:
+        return leaves
+    leaves.append(value.text)
+    try:
+        data = json.loads(value.text)
+    except ValueError:
+        return leaves
+    if isinstance(data, dict):
+        leaves.extend(_leaves(data.values()))
+    return leaves
+
+
+def _leaves(items: Iterable[object]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int | float):
+            out.append(json.dumps(item))
+        elif isinstance(item, dict):
+            out.extend(_leaves(item.values()))
+            out.append(json.dumps(item))
+        elif isinstance(item, list):
+            out.extend(_leaves(item))
+            out.append(json.dumps(item))
+    return out
