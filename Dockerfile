@@ -15,7 +15,7 @@ COPY pyproject.toml README.md CHANGELOG.md sync.yaml.example ./
 COPY daemon ./daemon
 RUN pip wheel --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/secretsync \
- && pip --python /opt/secretsync/bin/python install --no-index --find-links /wheels /wheels/secretsync-*.whl \
+ && pip --python /opt/secretsync/bin/python install --no-index --find-links /wheels /wheels/secretsync_sidecar-*.whl \
  && /opt/secretsync/bin/python -m compileall -q /opt/secretsync
 
 # -- runtime: the same Python, the venv, nothing else ---------------------------------

@@ -92,5 +92,5 @@ def test_demo_without_moto_says_how_to_install_it(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2
-    assert "pip install 'secretsync[demo]'" in result.stderr
+    assert "pip install 'secretsync-sidecar[demo]'" in result.stderr
     assert "Traceback" not in result.stderr

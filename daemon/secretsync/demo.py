@@ -50,7 +50,7 @@ DEMO_ENV = {
 }
 MISSING_MOTO = (
     "secretsync demo needs the embedded Secrets Manager emulator (moto).\n"
-    "Install it with:  pip install 'secretsync[demo]'   (or run `make demo` in the repository)"
+    "Install it with:  pip install 'secretsync-sidecar[demo]'   (or run `make demo` in the repository)"
 )
 
 
