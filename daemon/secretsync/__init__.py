@@ -1,10 +1,12 @@
-"""secretsync: keep Java client.properties files in step with AWS Secrets Manager."""
+"""secretsync: keep Java client.properties files in step with AWS Secrets Manager.
 
-from importlib.metadata import PackageNotFoundError, version
+Importing the package costs nothing: every command imports only what it needs
+(see :mod:`secretsync.cli`), so ``--help`` and ``check`` start fast.
+"""
 
-try:
-    __version__ = version("secretsync-sidecar")  # the distribution; the package is secretsync
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+unknown"
+__version__ = "0.1.0"  # the single source: pyproject.toml reads it (hatch dynamic version)
 
-__all__ = ["__version__"]
+DEFAULT_CONFIG_PATH = "/etc/secretsync/sync.yaml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+__all__ = ["DEFAULT_CONFIG_PATH", "LOG_LEVELS", "__version__"]

@@ -11,15 +11,13 @@ and ``demo`` never import the AWS or HTTP libraries, so they start fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from secretsync import __version__, logs
-from secretsync.config import DEFAULT_CONFIG_PATH, parse_duration
+from secretsync import DEFAULT_CONFIG_PATH, LOG_LEVELS, __version__
 
 if TYPE_CHECKING:
     from secretsync.config import Config
@@ -27,6 +25,7 @@ if TYPE_CHECKING:
     from secretsync.signals import SignalCapture
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 def _default_config() -> str:
@@ -35,6 +34,8 @@ def _default_config() -> str:
 
 def _positive_duration(text: str) -> float:
     """argparse type: a duration > 0 (``15s``, ``1m``, …)."""
+    from secretsync.config_types import parse_duration  # noqa: PLC0415
+
     try:
         value = parse_duration(text)
     except ValueError as exc:
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--log-level",
-        choices=logs.LEVELS,
+        choices=LOG_LEVELS,
         default=argparse.SUPPRESS,
         help="minimum level to log (default: info)",
     )
@@ -120,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``secretsync`` console script and ``python -m secretsync``."""
     args = build_parser().parse_args(argv)
-    logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "auto"))
     if args.command in ("run", "once"):
+        from secretsync import logs  # noqa: PLC0415 (check, health and demo print, not log)
+
+        logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "auto"))
         from secretsync.signals import capture_signals  # noqa: PLC0415
 
         # before any config read or network call: SIGHUP must never kill us
@@ -149,14 +152,14 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
     if args.command == "check":
         return _check(config, config_path)
     assert signals is not None
-    from secretsync.runtime import StartupError  # noqa: PLC0415
+    from secretsync.startup import StartupError  # noqa: PLC0415
 
     try:
         if args.command == "once":
             if args.dry_run:
                 return _dry_run(config)
-            return asyncio.run(_once(config, signals, notify=not args.no_notify))
-        return asyncio.run(_run(config, config_path, signals, watch=not args.no_watch))
+            return _asyncio_run(_once(config, signals, notify=not args.no_notify))
+        return _asyncio_run(_run(config, config_path, signals, watch=not args.no_watch))
     except StartupError as exc:
         print(f"secretsync: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -178,7 +181,7 @@ def _check(config: Config, config_path: Path) -> int:
 
 def _health(url: str | None, config_path: Path) -> int:
     from secretsync.config import ConfigError, load_config  # noqa: PLC0415
-    from secretsync.metrics import check_health, health_url  # noqa: PLC0415
+    from secretsync.health import check_health, health_url  # noqa: PLC0415
 
     # A missing or broken config must not fail the health check: fall back to the default.
     if url is None:
@@ -209,10 +212,18 @@ async def _once(config: Config, signals: SignalCapture, *, notify: bool) -> int:
 def _dry_run(config: Config) -> int:
     from secretsync.oneshot import dry_run  # noqa: PLC0415
 
-    return _print_plan(asyncio.run(dry_run(config)))
+    return _print_plan(_asyncio_run(dry_run(config)))
+
+
+def _asyncio_run(main: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # noqa: PLC0415 (not needed by check, health, --help)
+
+    return asyncio.run(main)
 
 
 def _print_plan(planned: Sequence[PlannedOutput]) -> int:
+    from secretsync import logs  # noqa: PLC0415
+
     failed = False
     for item in planned:
         out = item.config

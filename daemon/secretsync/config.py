@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from secretsync import DEFAULT_CONFIG_PATH
 from secretsync.config_errors import MAX_PATH_ECHO_CHARS, ConfigError, brief, format_errors
 from secretsync.config_types import (
     Duration,
@@ -58,8 +59,6 @@ __all__ = [
     "parse_config",
     "parse_duration",
 ]
-
-DEFAULT_CONFIG_PATH = "/etc/secretsync/sync.yaml"
 
 
 class _Model(BaseModel):

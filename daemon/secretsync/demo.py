@@ -50,7 +50,8 @@ DEMO_ENV = {
 }
 MISSING_MOTO = (
     "secretsync demo needs the embedded Secrets Manager emulator (moto).\n"
-    "Install it with:  pip install 'secretsync-sidecar[demo]'   (or run `make demo` in the repository)"
+    "Install it with:  pip install 'secretsync-sidecar[demo]'\n"
+    "(or run `make demo` in the repository)"
 )
 
 

@@ -24,11 +24,12 @@ import traceback
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
-import javaproperties
 import structlog
 
+from secretsync import LOG_LEVELS
+
 LogFormat = Literal["auto", "json", "console"]
-LEVELS = ("debug", "info", "warning", "error")
+LEVELS = LOG_LEVELS
 MASK = "***"
 _MIN_REDACT_LEN = 4  # shorter values (e.g. "1", "true") would mask ordinary words
 TRACEBACK_FRAMES = 12  # innermost frames kept in a logged traceback
@@ -39,6 +40,8 @@ def _forms(value: str) -> set[str]:
     forms = {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
     forms.add(repr(value)[1:-1])
     forms.add(shlex.quote(value))
+    import javaproperties  # noqa: PLC0415 (only once a secret is held)
+
     forms.add(javaproperties.escape(value, ensure_ascii=True))
     forms.add(javaproperties.escape(value, ensure_ascii=False))
     return {form for form in forms if len(form) >= _MIN_REDACT_LEN}

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the contract, and the client side of ``secretsync health``.
+"""Prometheus metrics of the contract, on one registry.
 
 This is the only module that imports prometheus_client. Label values are
 bounded: secret ids and paths come from the config, operations from botocore,
@@ -6,15 +6,13 @@ outcomes and reasons from fixed words. No label ever carries a secret value.
 Next to the ``secretsync_*`` families the registry carries the standard
 ``process_*`` and ``python_*`` collectors (memory, CPU, fds, start time, GC).
 
-It imports only prometheus_client and the standard library (no aiohttp), so
-:func:`check_health` and :func:`health_url` stay cheap to import; the HTTP
-server that exposes the metrics is :mod:`secretsync.server`.
+It imports only prometheus_client and the standard library (no aiohttp); the
+HTTP server that exposes the metrics is :mod:`secretsync.server`, and the
+client of ``/healthz`` is :mod:`secretsync.health`.
 """
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
@@ -32,8 +30,6 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from secretsync import __version__
-
-DEFAULT_HEALTH_URL = "http://127.0.0.1:9464/healthz"
 
 # Label words declared at zero up front (see Metrics.declare); others may still appear.
 AWS_OPERATIONS = ("DescribeSecret", "GetSecretValue")
@@ -197,46 +193,3 @@ class _WithoutCreated(Collector):
             if family.type in ("counter", "histogram"):
                 family.samples = [s for s in family.samples if not s.name.endswith("_created")]
             yield family
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``"host:port"`` → (host, port); ``"[::1]:9464"`` → ("::1", 9464); empty host = all."""
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def url_host(host: str) -> str:
-    """A host as written in a URL for a local client: wildcards become loopback."""
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-def health_url(listen: str | None) -> str:
-    """The /healthz URL for a ``metrics.listen`` value; the default when it is None."""
-    if listen is None:
-        return DEFAULT_HEALTH_URL
-    host, port = split_listen(listen)
-    return f"http://{url_host(host)}:{port}/healthz"
-
-
-def check_health(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
-    """GET ``url``: (True, summary) on HTTP 200, else (False, reason). Never raises for I/O.
-
-    Proxies from the environment are ignored: this always talks to a local daemon.
-    """
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout_s) as resp:
-            status = int(resp.status)
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-        exc.close()
-    except (OSError, ValueError) as exc:  # refused, timeout, bad URL
-        reason = getattr(exc, "reason", None) or exc
-        return False, f"{url}: unreachable: {reason}"
-    if status == 200:
-        return True, f"{url}: healthy (200)"
-    return False, f"{url}: unhealthy ({status})"

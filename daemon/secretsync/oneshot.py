@@ -16,19 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING
 
 from secretsync.awsenv import resolve_region
 from secretsync.config import Config
 from secretsync.journal import Journal
 from secretsync.locks import LockHeld
 from secretsync.metrics import Metrics
-from secretsync.notify import Notifier
-from secretsync.plan import PlannedOutput, plan
-from secretsync.runtime import EXIT_FAILURE, EXIT_OK, StartupError, current_digest, state_dir_of
 from secretsync.signals import SignalCapture
+from secretsync.startup import EXIT_FAILURE, EXIT_OK, StartupError, current_digest, state_dir_of
 from secretsync.store import SecretStore, SourceError
 from secretsync.syncer import Syncer
 from secretsync.writer import OutputWriter
+
+if TYPE_CHECKING:
+    from secretsync.notify import Notifier
+    from secretsync.plan import PlannedOutput
 
 
 @contextlib.asynccontextmanager
@@ -57,6 +60,8 @@ async def _store(
 
 async def dry_run(config: Config, *, store: SecretStore | None = None) -> list[PlannedOutput]:
     """What ``once`` would write (keys only); no lock taken, nothing written."""
+    from secretsync.plan import plan  # noqa: PLC0415
+
     metrics = Metrics()
     async with _store(config, metrics, store) as secrets:
         writer = OutputWriter(metrics, locking=False)
@@ -74,13 +79,16 @@ async def run_once(
     """Sync every output once. Returns 0 when all are current, 1 when one is not,
     128 + signal when stopped by a signal. Raises StartupError (exit 2)."""
     metrics = metrics or Metrics()
-    journal = Journal(state_dir_of(config)) if notify else None
+    notifier: Notifier | None = None
+    journal: Journal | None = None
+    if notify and config.notify:
+        # the notifier machinery (targets, /proc scans, HTTP) only when there is a target
+        from secretsync.notify import Notifier  # noqa: PLC0415
+
+        journal = Journal(state_dir_of(config))
     writer = OutputWriter(metrics, journal=journal)
-    notifier = (
-        Notifier(config, metrics=metrics, journal=journal, directory_of=writer.directory)
-        if notify
-        else None
-    )
+    if journal is not None:
+        notifier = Notifier(config, metrics=metrics, journal=journal, directory_of=writer.directory)
     paths = [o.path for o in config.outputs]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,8 +26,7 @@ from typing import TYPE_CHECKING
 from secretsync import __version__, logs
 from secretsync.awsenv import resolve_region
 from secretsync.config import Config
-from secretsync.files import read_current
-from secretsync.journal import Journal, digest_of
+from secretsync.journal import Journal
 from secretsync.locks import LockHeld
 from secretsync.metrics import Metrics
 from secretsync.notify import Notifier
@@ -36,6 +34,7 @@ from secretsync.poller import Poller
 from secretsync.reload import RELOAD_SETTLE_MAX_S, RELOAD_SETTLE_S, Reloader, ReloadRefused
 from secretsync.sdnotify import SdNotifier, alive
 from secretsync.signals import SignalCapture
+from secretsync.startup import EXIT_OK, StartupError, current_digest, state_dir_of
 from secretsync.store import SecretStore, SourceError
 from secretsync.supervise import Supervisor
 from secretsync.syncer import Syncer
@@ -45,29 +44,7 @@ from secretsync.writer import OutputWriter
 if TYPE_CHECKING:
     from secretsync.server import MetricsServer
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 FORCED_MARGIN_S = 0.5  # kept from the deadline for cancelling what is left
-
-
-class StartupError(Exception):
-    """The daemon cannot start; ``str()`` is one line for the user, ``exit_code`` what to exit."""
-
-    safe_message = True
-
-    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def current_digest(path: Path) -> str | None:
-    """The digest of the file at ``path`` now (None when missing)."""
-    data = read_current(path)
-    return None if data is None else digest_of(data)
-
-
-def state_dir_of(config: Config) -> Path | None:
-    """The configured state directory with its symlinks resolved (None: beside each output)."""
-    return None if config.state_dir is None else Path(os.path.realpath(config.state_dir))
 
 
 class Runtime:

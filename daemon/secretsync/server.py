@@ -32,6 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from secretsync import logs
+from secretsync.health import split_listen, url_host
 from secretsync.httpguard import (
     HEADER_TIMEOUT_S,
     MAX_CONNECTIONS,
@@ -43,7 +44,7 @@ from secretsync.httpguard import (
     ShedLog,
     raise_fd_limit,
 )
-from secretsync.metrics import Metrics, split_listen, url_host
+from secretsync.metrics import Metrics
 
 __all__ = [
     "HEADER_TIMEOUT_S",
