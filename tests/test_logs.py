@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import javaproperties
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from secretsync import logs
 
@@ -112,3 +114,25 @@ def test_error_fields_never_carry_an_exceptions_data() -> None:
         "error_type": "Safe",
         "error": "secret 'a/b': key 'k' is missing",
     }
+
+
+values = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=4, max_size=30
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(held_values=st.lists(values, min_size=1, max_size=20), filler=st.text(max_size=40))
+def test_every_occurrence_of_every_held_value_is_masked(
+    held_values: list[str], filler: str
+) -> None:
+    try:
+        for n, value in enumerate(held_values):
+            logs.hold_secret(f"secret-{n}", [value])
+        text = filler.join(held_values) + filler + held_values[0]
+        scrubbed = logs.scrub(text)
+        for value in held_values:
+            if value not in logs.MASK:
+                assert value not in scrubbed.replace(logs.MASK, "\0")
+    finally:
+        logs.release_secrets_except([])

@@ -66,8 +66,11 @@ class _Model(BaseModel):
 
 
 class AwsConfig(_Model):
+    """Where Secrets Manager is, and how many requests may be in flight at once."""
+
     region: str | None = None
     endpoint_url: str | None = None
+    concurrency: int = Field(default=16, ge=1, le=128)
 
     @field_validator("endpoint_url")
     @classmethod

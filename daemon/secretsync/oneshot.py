@@ -46,6 +46,7 @@ async def _store(
     source = SecretsSource(
         region=resolve_region(config.aws.region),
         endpoint_url=config.aws.endpoint_url,
+        max_concurrency=config.aws.concurrency,
         on_request=metrics.observe_request,
     )
     try:

@@ -212,6 +212,7 @@ class Runtime:
         source = SecretsSource(
             region=resolve_region(self.config.aws.region),
             endpoint_url=self.config.aws.endpoint_url,
+            max_concurrency=self.config.aws.concurrency,
             on_request=self.metrics.observe_request,
         )
         try:

@@ -104,14 +104,17 @@ class OutputWriter:
             for path in new:
                 self._locks.pop(path, None)
             raise
+        by_dir: dict[Path, list[str]] = {}
         for path in new:
             self._dirs[path] = dirs[path]
             if self._locks[path].held or not self.locking:
-                removed = sweep_temps(dirs[path], [path.name])
-                if removed:
-                    self._log.warning(
-                        "stale_temp_files_removed", path=str(path), count=len(removed)
-                    )
+                by_dir.setdefault(dirs[path], []).append(path.name)
+        for directory, names in by_dir.items():  # one listing per directory, not per output
+            removed = sweep_temps(directory, names)
+            if removed:
+                self._log.warning(
+                    "stale_temp_files_removed", directory=str(directory), count=len(removed)
+                )
         return new
 
     def unmanage(self, paths: Iterable[Path]) -> None:
