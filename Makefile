@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo clean image-test
+.PHONY: test lint typecheck pytest demo clean image-test bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check daemon tests
-	$(BIN)/ruff format --check daemon tests
+	$(BIN)/ruff check daemon tests bench
+	$(BIN)/ruff format --check daemon tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,8 +31,19 @@ test: lint typecheck pytest
 image-test: $(STAMP)
 	SECRETSYNC_IMAGE_TEST=1 $(BIN)/pytest tests/test_image.py
 
+# Benchmarks (reports, not tests): secretsync against the AWS CLI, a naive script and
+# the raw client, side by side in one run against a local moto server. The AWS CLI
+# gets a venv of its own (its botocore pin differs from ours).
+AWS_VENV := bench/.venv-aws
+$(AWS_VENV)/bin/aws:
+	$(PYTHON) -m venv $(AWS_VENV)
+	$(AWS_VENV)/bin/pip install --quiet awscli
+
+bench: $(STAMP) $(AWS_VENV)/bin/aws
+	$(BIN)/python -m bench.bench
+
 demo: $(STAMP)
 	$(BIN)/secretsync demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo
+	rm -rf $(VENV) $(AWS_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo

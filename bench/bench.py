@@ -1,0 +1,328 @@
+"""secretsync benchmarks: figures side by side, measured in one run, against a local moto server.
+
+    make bench                 # everything (about 4 minutes)
+    .venv/bin/python -m bench.bench --quick     # fewer repetitions
+
+Each row compares secretsync with a baseline measured in the same run on the
+same machine, as a ratio, with the goal it must meet. These are reports, not
+tests: the test suite checks behaviour (call counts, imports), this prints
+figures. Only 127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness import (
+    KAFKA_ID,
+    SR_ID,
+    cpu_s,
+    example_config,
+    interleaved,
+    kafka_value,
+    moto_server,
+    percentile,
+    rss_mib,
+    run_env,
+    secrets_client,
+    sr_value,
+    wait_for,
+    wall_s,
+    write_yaml,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SECRETSYNC = [str(BIN / "secretsync")]
+AWS_CLI = os.environ.get("AWS_CLI") or str(REPO / "bench" / ".venv-aws" / "bin" / "aws")
+RAW_CLIENT = REPO / "bench" / "raw_client.py"
+NAIVE = REPO / "bench" / "naive_poller.py"
+
+
+@dataclass
+class Row:
+    measure: str
+    ours: str
+    baseline: str
+    ratio: str
+    goal: str
+    ok: bool
+
+    def cells(self) -> list[str]:
+        return [
+            self.measure,
+            self.ours,
+            self.baseline,
+            self.ratio,
+            self.goal,
+            "yes" if self.ok else "NO",
+        ]
+
+
+@contextlib.contextmanager
+def daemon(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*SECRETSYNC, "run", "-c", str(config), "--log-format", "json"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=run_env(),
+        )
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def seed(url: str) -> None:
+    client = secrets_client(url)
+    client.create_secret(Name=KAFKA_ID, SecretString=json.dumps(kafka_value()))
+    client.create_secret(Name=SR_ID, SecretString=json.dumps(sr_value()))
+
+
+def reset(url: str) -> None:
+    import urllib.request  # noqa: PLC0415
+
+    req = urllib.request.Request(url + "/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+# -- the rows ------------------------------------------------------------------------------
+
+
+def startup(url: str, work: Path, runs: int) -> list[Row]:
+    cfg = write_yaml(work / "startup.yaml", example_config(work / "out-startup", url))
+    rows = []
+    for label, argv in (
+        ("`secretsync --help`", [*SECRETSYNC, "--help"]),
+        ("`secretsync check`", [*SECRETSYNC, "check", "-c", str(cfg)]),
+    ):
+        ours, python = interleaved(argv, [sys.executable, "-c", "pass"], runs)
+        rows.append(
+            Row(
+                label,
+                f"{ours:.3f} s",
+                f"python -c pass {python:.3f} s",
+                f"{ours / python:.1f}×",
+                "≤ 0.25 s",
+                ours <= 0.25,
+            )
+        )
+    return rows
+
+
+def once_vs_cli(url: str, work: Path, runs: int) -> Row:
+    cfg = write_yaml(work / "once.yaml", example_config(work / "out-once", url))
+    cli = [
+        AWS_CLI,
+        "secretsmanager",
+        "get-secret-value",
+        "--secret-id",
+        KAFKA_ID,
+        "--endpoint-url",
+        url,
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+    ]
+    ours, theirs = interleaved([*SECRETSYNC, "once", "-c", str(cfg)], cli, runs)
+    ratio = ours / theirs
+    return Row(
+        "`once` (2 secrets, 3 files) vs one `aws secretsmanager get-secret-value`",
+        f"{ours:.3f} s",
+        f"{theirs:.3f} s",
+        f"{ratio:.2f}×",
+        "≤ 1.0×",
+        ratio <= 1.0,
+    )
+
+
+def once_vs_naive(url: str, work: Path, runs: int) -> Row:
+    cfg = write_yaml(work / "naive.yaml", example_config(work / "out-naive", url))
+    naive = [sys.executable, str(NAIVE), url, str(work / "out-naive-script"), "1"]
+    ours, theirs = interleaved([*SECRETSYNC, "once", "-c", str(cfg)], naive, runs)
+    ratio = ours / theirs
+    return Row(
+        "`once` vs a naive boto3 script (GetSecretValue of every secret, write files)",
+        f"{ours:.3f} s",
+        f"{theirs:.3f} s",
+        f"{ratio:.2f}×",
+        "≤ 1.0×",
+        ratio <= 1.0,
+    )
+
+
+def steady_state_calls(url: str, work: Path, polls: int) -> list[Row]:
+    from tests.support.faultproxy import FaultProxy  # noqa: PLC0415
+
+    proxy = FaultProxy(url).start()
+    try:
+        cfg = write_yaml(
+            work / "calls.yaml",
+            example_config(work / "out-calls", proxy.url, poll={"interval": "200ms", "jitter": 0}),
+        )
+        log = work / "calls.log"
+        with daemon(cfg, log):
+            wait_for(lambda: (work / "out-calls" / "combined.properties").exists(), 60, "sync")
+            proxy.reset_counts()
+            wait_for(lambda: proxy.count("DescribeSecret") >= 2 * polls, 120, "polls")
+            describes, gets = proxy.count("DescribeSecret"), proxy.count("GetSecretValue")
+        done = describes // 2
+        naive_proxy_calls = 2  # the naive script: one GetSecretValue per secret per poll
+        return [
+            Row(
+                "API calls per unchanged poll (2 unique secrets, 3 outputs)",
+                f"{describes / done:.1f} DescribeSecret, {gets} GetSecretValue in {done} polls",
+                f"naive: {naive_proxy_calls} GetSecretValue",
+                "—",
+                "1 DescribeSecret per unique secret, 0 GetSecretValue",
+                describes / done == 2 and gets == 0,
+            ),
+        ]
+    finally:
+        proxy.stop()
+
+
+def idle(url: str, work: Path, seconds: float) -> list[Row]:
+    cfg = write_yaml(
+        work / "idle.yaml",
+        example_config(work / "out-idle", url, poll={"interval": "30s", "jitter": 0.1}),
+    )
+    with daemon(cfg, work / "idle.log") as proc:
+        wait_for(lambda: (work / "out-idle" / "combined.properties").exists(), 60, "sync")
+        time.sleep(3)  # settle after the first sync before sampling
+        cpu0, t0, peak = cpu_s(proc.pid), time.monotonic(), 0.0
+        while time.monotonic() - t0 < seconds:
+            peak = max(peak, rss_mib(proc.pid))
+            time.sleep(0.5)  # sampling period
+        per_10min = (cpu_s(proc.pid) - cpu0) / (time.monotonic() - t0) * 600
+    return [
+        Row("idle RSS of `run`, 2 secrets", f"{peak:.1f} MiB", "—", "—", "≤ 60 MiB", peak <= 60),
+        Row(
+            "idle CPU at a 30 s interval",
+            f"{per_10min:.2f} CPU-s / 10 min",
+            "—",
+            "—",
+            "≤ 1 CPU-s / 10 min",
+            per_10min <= 1,
+        ),
+    ]
+
+
+def propagation(url: str, work: Path, rotations: int) -> Row:
+    interval_s = 2.0
+    cfg = write_yaml(
+        work / "prop.yaml",
+        example_config(work / "out-prop", url, poll={"interval": f"{interval_s}s", "jitter": 0.1}),
+    )
+    client = secrets_client(url)
+    target = work / "out-prop" / "client.properties"
+    latencies = []
+    with daemon(cfg, work / "prop.log"):
+        wait_for(target.exists, 60, "sync")
+        for n in range(1, rotations + 1):
+            time.sleep(random.uniform(0.0, interval_s))  # rotations land anywhere in a cycle
+            needle = f"bench-password-{n}".encode()
+            started = time.monotonic()
+            client.put_secret_value(SecretId=KAFKA_ID, SecretString=json.dumps(kafka_value(n)))
+            wait_for(lambda nd=needle: nd in target.read_bytes(), 30, "propagation")
+            latencies.append(time.monotonic() - started)
+    p50, p99, worst = (percentile(latencies, 0.5), percentile(latencies, 0.99), max(latencies))
+    return Row(
+        f"rotation → file at a {interval_s:g} s interval ({rotations} rotations)",
+        f"p50 {p50:.2f} s, p99 {p99:.2f} s, max {worst:.2f} s",
+        "—",
+        "—",
+        f"max ≤ interval + 1 s = {interval_s + 1:g} s",
+        worst <= interval_s + 1,
+    )
+
+
+def scale(url: str, work: Path, count: int, runs: int) -> Row:
+    client = secrets_client(url)
+    names = [f"bench/scale/{n:04d}" for n in range(count)]
+    for name in names:
+        client.create_secret(Name=name, SecretString=json.dumps(kafka_value()))
+    data = {
+        "aws": {"region": "us-east-1", "endpoint_url": url},
+        "metrics": {"listen": None},
+        "outputs": [
+            {"path": str(work / "out-scale" / f"{n:04d}.properties"), "secrets": [{"id": name}]}
+            for n, name in enumerate(names)
+        ],
+    }
+    cfg = write_yaml(work / "scale.yaml", data)
+    raw = [sys.executable, str(RAW_CLIENT), url, str(count), "16"]
+    ours, theirs = [], []
+    for _ in range(runs):
+        for path in (work / "out-scale").glob("*.properties"):
+            path.unlink()  # every run writes every file
+        ours.append(wall_s([*SECRETSYNC, "once", "-c", str(cfg)]))
+        theirs.append(wall_s(raw))
+    ratio = min(ours) / min(theirs)
+    return Row(
+        f"`once` over {count} secrets ({count} files) vs raw aioboto3 Describe+Get, concurrency 16",
+        f"{min(ours):.2f} s",
+        f"{min(theirs):.2f} s",
+        f"{ratio:.2f}×",
+        "≤ 1.2×",
+        ratio <= 1.2,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    args = parser.parse_args()
+    runs = 3 if args.quick else 7
+    if not Path(AWS_CLI).exists():
+        print(f"bench: no AWS CLI at {AWS_CLI} (run `make bench`, or set AWS_CLI)", file=sys.stderr)
+        return 2
+    os.environ.update(run_env())
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="secretsync-bench-") as tmp, moto_server() as url:
+        work = Path(tmp)
+        seed(url)
+        rows += startup(url, work, runs)
+        rows.append(once_vs_cli(url, work, runs))
+        rows.append(once_vs_naive(url, work, runs))
+        rows += steady_state_calls(url, work, polls=10)
+        rows += idle(url, work, seconds=20 if args.quick else 60)
+        rows.append(propagation(url, work, rotations=5 if args.quick else 20))
+        rows.append(
+            scale(url, work, count=200 if args.quick else 1000, runs=1 if args.quick else 2)
+        )
+    print_table(rows)
+    return 0 if all(row.ok for row in rows) else 1
+
+
+def print_table(rows: list[Row]) -> None:
+    uname = platform.uname()
+    print(
+        f"\nsecretsync bench, {time.strftime('%Y-%m-%d')}, {uname.machine}, "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}\n"
+    )
+    header = ["measure", "secretsync", "baseline", "ratio", "goal", "met"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row.cells()) + " |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""What every benchmark needs: a local moto server, a counting proxy, timing, sampling.
+
+Only loopback is used. Dummy AWS credentials are set for this process and the
+commands it starts; nothing reads a real AWS profile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REGION = "us-east-1"
+ENV = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_SESSION_TOKEN": "bench",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "NO_PROXY": "127.0.0.1,localhost",
+    "no_proxy": "127.0.0.1,localhost",
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
+SR_ID = "/confluent_cloud_resource/schema_registry_cluster/java_client"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll ``predicate`` every 10 ms until it is true; raise after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server subprocess on a free loopback port; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(url + "/moto-api/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_for(up, 30, "moto")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def secrets_client(url: str) -> Any:
+    import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return boto3.client("secretsmanager", region_name=REGION, endpoint_url=url)
+
+
+def kafka_value(n: int = 0) -> dict[str, str]:
+    return {
+        "sasl.jaas.config": (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="BENCHKEY{n}" password="bench-password-{n}";'
+        ),
+        "bootstrap.servers": "pkc-bench.us-east-1.aws.confluent.cloud:9092",
+    }
+
+
+def sr_value(n: int = 0) -> dict[str, str]:
+    return {
+        "basic.auth.credentials.source": "USER_INFO",
+        "basic.auth.user.info": f"SRKEY:bench-sr-{n}",
+        "schema.registry.url": "https://psrc-bench.us-east-1.aws.confluent.cloud",
+    }
+
+
+def example_config(out_dir: Path, endpoint: str, **overrides: Any) -> dict[str, Any]:
+    """sync.yaml.example with outputs under ``out_dir``, pointed at ``endpoint``."""
+    repo = Path(__file__).resolve().parent.parent
+    data: dict[str, Any] = yaml.safe_load((repo / "sync.yaml.example").read_text())
+    data["aws"] = {"region": REGION, "endpoint_url": endpoint}
+    data["metrics"] = {"listen": None}
+    data["notify"] = {}
+    for out in data["outputs"]:
+        out["path"] = str(out_dir / Path(out["path"]).name)
+        out.pop("notify", None)
+    data.update(overrides)
+    return data
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def run_env() -> dict[str, str]:
+    return {**os.environ, **ENV}
+
+
+def wall_s(argv: Sequence[str], *, check: bool = True) -> float:
+    """Wall time of one run of ``argv`` (stdout and stderr discarded)."""
+    started = time.perf_counter()
+    result = subprocess.run(argv, env=run_env(), capture_output=True, check=False)
+    elapsed = time.perf_counter() - started
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} exited {result.returncode}: {result.stderr[-500:]!r}")
+    return elapsed
+
+
+def interleaved(a: Sequence[str], b: Sequence[str], runs: int) -> tuple[float, float]:
+    """Medians of ``runs`` runs of each, alternating a and b (after one warm-up each)."""
+    wall_s(a), wall_s(b)
+    times_a, times_b = [], []
+    for _ in range(runs):
+        times_a.append(wall_s(a))
+        times_b.append(wall_s(b))
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise KeyError("VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    rest = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def log_events(path: Path) -> list[dict[str, Any]]:
+    events = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
