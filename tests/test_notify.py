@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -636,3 +638,34 @@ async def test_quick_batches_coalesce_per_target_and_the_last_run_sees_the_final
     assert 1 <= len(runs) <= 2  # not ten runs of stale batches, one after the other
     assert runs[-1]["content"] == "version=9\n"
     assert count(metrics, "slow", "ok") == len(runs)
+
+
+class _UpperBound(random.Random):
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+async def test_splay_delays_each_delivery_within_its_bound_but_not_a_flush(
+    tmp_path: Path,
+) -> None:
+    (a,) = files(tmp_path, "a.properties")
+    stamps = tmp_path / "stamps"
+    stamp = [PY, "-c", "import sys, time; open(sys.argv[1], 'a').write(f'{time.time()}\\n')"]
+    config = make_config({"fleet": {"command": [*stamp, str(stamps)], "splay": "1s"}})
+    notifier = Notifier(config, rng=_UpperBound())  # the longest delay splay allows
+    serve = asyncio.create_task(notifier.serve())
+    try:
+        submitted = time.time()
+        notifier.submit(written(("fleet",), a))
+        await async_wait_until(stamps.exists, 20, "the splayed delivery")
+        assert float(stamps.read_text().split()[0]) - submitted >= 1.0
+    finally:
+        serve.cancel()
+        await asyncio.gather(serve, return_exceptions=True)
+
+    # a flush (shutdown, `once`) delivers now, whatever the splay
+    hour = make_config({"fleet": {"command": [*stamp, str(stamps)], "splay": "1h"}})
+    notifier = Notifier(hour)
+    notifier.submit(written(("fleet",), a))
+    await asyncio.wait_for(notifier.flush(), 20)
+    assert len(stamps.read_text().split()) == 2

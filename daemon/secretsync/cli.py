@@ -115,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument(
         "--url", help="health URL (default: from the config's metrics.listen, else port 9464)"
     )
+    status = sub.add_parser(
+        "status",
+        parents=[common, with_config],
+        help="outputs, versions and targets of a running daemon; exit 0 when all current "
+        "and applied",
+    )
+    status.add_argument(
+        "--url", help="status URL (default: from the config's metrics.listen, else port 9464)"
+    )
+    status.add_argument("--json", action="store_true", help="print the JSON document as it is")
     return parser
 
 
@@ -142,6 +152,8 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
     config_path = Path(getattr(args, "config", None) or _default_config())
     if args.command == "health":
         return _health(args.url, config_path)
+    if args.command == "status":
+        return _status(args.url, config_path, as_json=args.json)
     from secretsync.config import ConfigError, load_config  # noqa: PLC0415
 
     try:
@@ -201,6 +213,27 @@ def _health(url: str | None, config_path: Path) -> int:
     ok, message = check_health(url, timeout_s=3.0)
     print(message, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
+
+
+def _status(url: str | None, config_path: Path, *, as_json: bool) -> int:
+    import json  # noqa: PLC0415
+
+    from secretsync.config import ConfigError, load_config  # noqa: PLC0415
+    from secretsync.health import fetch_json, status_url  # noqa: PLC0415
+    from secretsync.status import format_table, healthy  # noqa: PLC0415
+
+    if url is None:
+        try:
+            listen = load_config(config_path).metrics.listen
+        except ConfigError:
+            listen = None
+        url = status_url(listen)
+    document, problem = fetch_json(url)
+    if document is None:
+        print(f"secretsync: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(json.dumps(document, indent=2) if as_json else format_table(document))
+    return EXIT_OK if healthy(document) else EXIT_FAILURE
 
 
 async def _once(config: Config, signals: SignalCapture, *, notify: bool) -> int:

@@ -206,6 +206,8 @@ class NotifyTarget(_Model):
     output paths; never to the daemon's working directory). ``process``: a
     regex searched in ``/proc/<pid>/cmdline`` (NULs as spaces); one that
     matches the empty string is refused, as it would match every process.
+    ``splay``: each delivery waits a random time in [0, splay] after its batch
+    settles, so a fleet spreads the restarts a rotation causes.
     """
 
     signal: SignalName | None = None
@@ -216,6 +218,7 @@ class NotifyTarget(_Model):
     timeout_s: Duration = Field(default=30.0, alias="timeout", gt=0, le=3600)
     retries: int = Field(default=0, ge=0, le=1)
     retry_backoff_s: Duration = Field(default=1.0, alias="retry_backoff", ge=0, le=60)
+    splay_s: Duration = Field(default=0.0, alias="splay", ge=0, le=3600)
 
     @field_validator("pidfile", mode="before")
     @classmethod

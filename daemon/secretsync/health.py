@@ -6,6 +6,7 @@ few seconds and must start fast, without the metrics or HTTP libraries.
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 
@@ -53,3 +54,32 @@ def check_health(url: str, timeout_s: float = 3.0) -> tuple[bool, str]:
     if status == 200:
         return True, f"{url}: healthy (200)"
     return False, f"{url}: unhealthy ({status})"
+
+
+def status_url(listen: str | None) -> str:
+    """The /status URL for a ``metrics.listen`` value; the default port when it is None."""
+    return health_url(listen).removesuffix("/healthz") + "/status"
+
+
+def fetch_json(url: str, timeout_s: float = 5.0) -> tuple[dict[str, object] | None, str]:
+    """GET ``url`` and parse its JSON body: (document, "") or (None, reason). Never raises for I/O.
+
+    Proxies from the environment are ignored: this always talks to a local daemon.
+    """
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout_s) as resp:
+            body = resp.read(4 * 1024 * 1024)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return None, f"{url}: HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return None, f"{url}: unreachable: {reason}"
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None, f"{url}: the answer is not JSON"
+    if not isinstance(document, dict):
+        return None, f"{url}: the answer is not a JSON object"
+    return document, ""

@@ -36,6 +36,7 @@ AWS_OPERATIONS = ("DescribeSecret", "GetSecretValue")
 AWS_OUTCOMES = ("ok", "throttled", "error")
 SYNC_ERROR_REASONS = ("fetch", "throttled", "render", "write")
 NOTIFY_OUTCOMES = ("ok", "error")
+PUSH_OUTCOMES = ("matched", "ignored", "invalid")
 
 
 class Metrics:
@@ -115,7 +116,28 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        self.secret_version = Gauge(
+            "secretsync_secret_version_info",
+            "1 for the version of each secret held now (the series of a replaced version goes).",
+            ["secret", "version_id"],
+            registry=r,
+        )
+        self.output_applied = Gauge(
+            "secretsync_output_applied",
+            "1 when the output's current content was delivered ok to every notify target "
+            "(or it has none); 0 while a delivery is pending or failed.",
+            ["path"],
+            registry=r,
+        )
+        self.push_messages = Counter(
+            "secretsync_push_messages",
+            "Push messages (EventBridge/SNS via SQS), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
         self.build_info.labels(version=__version__).set(1)
+        for outcome in PUSH_OUTCOMES:
+            self.push_messages.labels(outcome=outcome)
         for outcome in ("ok", "error"):
             self.config_reloads.labels(outcome=outcome)
         for operation in AWS_OPERATIONS:
@@ -160,12 +182,20 @@ class Metrics:
                 self.drift_repairs,
                 self.last_success,
                 self.sync_errors,
+                self.output_applied,
             ):
                 metric.remove_by_labels({"path": path})
         for secret in secrets:
             self.secret_changes.remove_by_labels({"secret": secret})
+            self.secret_version.remove_by_labels({"secret": secret})
         for target in targets:
             self.notify.remove_by_labels({"target": target})
+
+    def hold_version(self, secret: str, version_id: str, previous: str | None) -> None:
+        """``secret`` is now held at ``version_id``: its info series moves to that version."""
+        if previous is not None and previous != version_id:
+            self.secret_version.remove_by_labels({"secret": secret, "version_id": previous})
+        self.secret_version.labels(secret=secret, version_id=version_id).set(1)
 
     def observe_request(self, operation: str, outcome: str) -> None:
         """Count one real Secrets Manager HTTP attempt (hooked into the botocore client)."""

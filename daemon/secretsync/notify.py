@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +60,18 @@ class _Target:
     task: asyncio.Task[None] | None = None
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """The last finished delivery to one target (for the status view)."""
+
+    outcome: str
+    at: float  # wall time
+    files: tuple[str, ...]
+
+
+APPLIED_OUTCOMES = frozenset({"ok", "skipped"})  # skipped: not running yet, reads them at start
+
+
 class Notifier:
     """Delivers notifications. ``journal`` and ``directory_of`` (an output path → its real
     directory) make them survive a crash; both are optional. No I/O in the constructor."""
@@ -71,12 +84,20 @@ class Notifier:
         journal: Journal | None = None,
         directory_of: Callable[[Path], Path] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self._config = config
         self.metrics = metrics or Metrics()
         self.journal = journal
         self._directory_of = directory_of
         self._clock = clock
+        self._wall = wall_clock
+        self._rng = rng or random.Random()  # noqa: S311 (splay, not crypto)
+        self._flushing = False
+        # path → {target: digest} of content not yet told ok (output_applied is 0 while any)
+        self._unapplied: dict[str, dict[str, str]] = {}
+        self.last: dict[str, Delivered] = {}  # target → its last finished delivery
         self._settle = Quiescence(config.settle_s, config.settle_max_s, clock=clock)
         self._settling: dict[str, Batch] = {}
         self._targets: dict[str, _Target] = {}
@@ -107,6 +128,15 @@ class Notifier:
         self._config = config
         self._settle.configure(config.settle_s, config.settle_max_s)
         self.metrics.forget(targets=sorted(gone))
+        for name in gone:
+            self.last.pop(name, None)
+        paths = {str(o.path): set(o.notify) for o in config.outputs}
+        for path in list(self._unapplied):
+            if path not in paths:
+                del self._unapplied[path]
+            else:
+                for target in set(self._unapplied[path]) - paths[path]:
+                    del self._unapplied[path][target]
         self._declare_metrics()
 
     def _declare_metrics(self) -> None:
@@ -114,15 +144,30 @@ class Notifier:
         for name in self._config.notify:
             for outcome in OUTCOMES:
                 self.metrics.notify.labels(target=name, outcome=outcome)
+        for output in self._config.outputs:
+            self._set_applied(str(output.path))
+
+    # -- convergence -----------------------------------------------------------------------
+
+    def applied(self, path: str) -> bool:
+        """True when ``path``'s current content reached every target ok (or it has none)."""
+        return not self._unapplied.get(path)
+
+    def _set_applied(self, path: str) -> None:
+        self.metrics.output_applied.labels(path=path).set(1 if self.applied(path) else 0)
 
     # -- input -----------------------------------------------------------------------------
 
     def submit(self, written: Sequence[WrittenFile]) -> None:
         """Add the files of one pass to the settling batch. Never blocks, never raises."""
         for item in written:
+            path = str(item.path)
             for name in item.targets:
                 batch = self._settling.setdefault(name, Batch())
-                batch.merge(Batch({str(item.path): item.digest}, item.initial))
+                batch.merge(Batch({path: item.digest}, item.initial))
+                self._unapplied.setdefault(path, {})[name] = item.digest
+            if item.targets:
+                self._set_applied(path)
         if self._settling:
             self._idle.clear()
             self._settle.poke()
@@ -177,8 +222,12 @@ class Notifier:
         Each delivery is bounded by its target's timeout; cancelling ``flush``
         leaves them running (``serve``'s cancellation stops them).
         """
-        self._dispatch()
-        await self._idle.wait()
+        self._flushing = True  # a stop or `once`: no splay
+        try:
+            self._dispatch()
+            await self._idle.wait()
+        finally:
+            self._flushing = False
 
     def _dispatch(self) -> None:
         batches, self._settling = self._settling, {}
@@ -207,7 +256,9 @@ class Notifier:
     async def _run(self, name: str, batch: Batch) -> None:
         target = self._targets[name]
         try:
-            await self._deliver(name, batch)
+            await self._splay(name)
+            outcome = await self._deliver(name, batch)
+            self._settled(name, batch, outcome)
             await self._forget(name, batch)
         finally:
             target.task = None
@@ -215,6 +266,25 @@ class Notifier:
             if waiting is not None and not _cancelling():
                 self._start(name, target, waiting)
             self._check_idle()
+
+    async def _splay(self, name: str) -> None:
+        target = self._config.notify.get(name)
+        if target is None or target.splay_s <= 0 or self._flushing:
+            return
+        delay_s = self._rng.uniform(0.0, target.splay_s)
+        self._log.debug("notify_splay", target=name, delay_s=round(delay_s, 3))
+        await asyncio.sleep(delay_s)
+
+    def _settled(self, name: str, batch: Batch, outcome: str | None) -> None:
+        """Record a finished delivery: the status view, and output_applied of its files."""
+        if outcome is None:
+            return
+        self.last[name] = Delivered(outcome, self._wall(), tuple(batch.files))
+        for path, digest in batch.files.items():
+            pending = self._unapplied.get(path)
+            if pending is not None and pending.get(name) == digest and outcome in APPLIED_OUTCOMES:
+                del pending[name]
+            self._set_applied(path)
 
     def _check_idle(self) -> None:
         busy = self._settling or any(
@@ -244,12 +314,13 @@ class Notifier:
 
     # -- delivery --------------------------------------------------------------------------
 
-    async def _deliver(self, name: str, batch: Batch) -> None:
+    async def _deliver(self, name: str, batch: Batch) -> str | None:
+        """Tell ``name`` about ``batch``; the outcome counted, or None for a target now gone."""
         target = self._config.notify.get(name)
         paths = list(batch.files)
         if target is None:
             self._log.warning("notify_target_unknown", target=name, files=paths)
-            return
+            return None
         started = self._clock()
         attempts = 1
         try:
@@ -274,7 +345,7 @@ class Notifier:
                 "notify_internal_error", target=name, **logs.error_fields(exc, with_traceback=True)
             )
         self.deliveries += 1
-        self._record(
+        return self._record(
             name,
             target,
             paths,
@@ -303,7 +374,7 @@ class Notifier:
         initial: bool,
         attempts: int,
         duration_s: float,
-    ) -> None:
+    ) -> str:
         startup_skip = result.outcome == "not_running" and initial
         # an app that starts after the sidecar is normal: not a failure for alerts
         counted = "skipped" if startup_skip else result.outcome
@@ -326,6 +397,7 @@ class Notifier:
             self._log.warning("notify_failed", reason=result.reason, **fields)
         else:
             self._log.error("notify_failed", reason=result.reason, **fields)
+        return counted
 
 
 def _cancelling() -> bool:

@@ -223,9 +223,10 @@ class Runtime:
 
     async def _start_server(self, stack: contextlib.AsyncExitStack) -> None:
         from secretsync.server import MetricsServer, MetricsServerError, Probes  # noqa: PLC0415
+        from secretsync.status import snapshot  # noqa: PLC0415
 
         assert self.syncer is not None
-        syncer, supervisor = self.syncer, self.supervisor
+        syncer, supervisor, notifier = self.syncer, self.supervisor, self.notifier
         server = MetricsServer(
             self.metrics,
             Probes(
@@ -233,6 +234,7 @@ class Runtime:
                 poll_interval_s=lambda: syncer.config.poll.interval_s,
                 not_ready=syncer.not_ready,
                 failing_tasks=supervisor.failing,
+                status=lambda: snapshot(syncer, notifier),
             ),
         )
         try:

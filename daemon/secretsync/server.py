@@ -76,13 +76,15 @@ class Probes:
     before the first. ``poll_interval_s``: the configured interval (may change
     on reload). ``not_ready``: the outputs not synced yet or older than the
     staleness limit (empty when ready). ``failing_tasks``: supervised tasks that
-    keep failing (empty when all run).
+    keep failing (empty when all run). ``status``: the ``/status`` document
+    (see :mod:`secretsync.status`); without it ``/status`` is 404.
     """
 
     last_poll_started: Callable[[], float | None]
     poll_interval_s: Callable[[], float]
     not_ready: Callable[[], Sequence[str]]
     failing_tasks: Callable[[], Sequence[str]] = tuple
+    status: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/status", self._status)
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -330,6 +333,11 @@ class MetricsServer:
     async def _healthz(self, _request: web.Request) -> web.Response:
         verdict = self.health()
         return web.json_response(verdict.detail, status=200 if verdict.ok else 503)
+
+    async def _status(self, _request: web.Request) -> web.Response:
+        if self.probes.status is None:
+            raise web.HTTPNotFound()
+        return web.json_response(self.probes.status())
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         pending = self.not_ready()

@@ -247,6 +247,7 @@ class Syncer:
                 logs.hold_secret(st.secret_id, leaf_strings(value))
                 previous, st.value, st.version_id = st.version_id, value, version_id
                 self.metrics.secret_changes.labels(secret=st.secret_id).inc()
+                self.metrics.hold_version(st.secret_id, version_id, previous)
                 self._log.info(
                     "secret_changed",
                     secret=st.secret_id,

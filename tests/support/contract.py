@@ -16,6 +16,9 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "secretsync_drift_repairs": ("counter", frozenset({"path"})),
     "secretsync_config_reloads": ("counter", frozenset({"outcome"})),
     "secretsync_task_restarts": ("counter", frozenset({"task"})),
+    "secretsync_secret_version_info": ("gauge", frozenset({"secret", "version_id"})),
+    "secretsync_output_applied": ("gauge", frozenset({"path"})),
+    "secretsync_push_messages": ("counter", frozenset({"outcome"})),
 }
 
 # The standard collectors of prometheus_client next to the contract: ``process_*``
