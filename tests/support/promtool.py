@@ -1,4 +1,4 @@
-"""Find promtool (Debian package `prometheus`): skip without it locally, fail in CI."""
+"""Find and run promtool (Debian package `prometheus`): skip without it locally, fail in CI."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 
 def promtool() -> str:
@@ -27,3 +29,16 @@ def run_promtool(*args: str, stdin: bytes | None = None, cwd: Path | None = None
     output = (result.stdout + result.stderr).decode(errors="replace")
     assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
     return output
+
+
+def run_rule_tests(directory: Path, rule_files: list[str], tests: list[dict[str, Any]]) -> str:
+    """Write a ``promtool test rules`` file of ``tests`` into ``directory`` and run it.
+
+    ``rule_files`` are relative to ``directory`` (may be empty: only
+    ``promql_expr_test`` cases then make sense). Fails the test unless every
+    case passes; returns promtool's output.
+    """
+    path = directory / "promtool-tests.yml"
+    spec = {"rule_files": rule_files, "evaluation_interval": "1m", "tests": tests}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return run_promtool("test", "rules", path.name, cwd=directory)
