@@ -93,14 +93,6 @@ def seed(url: str) -> None:
     client.create_secret(Name=SR_ID, SecretString=json.dumps(sr_value()))
 
 
-def reset(url: str) -> None:
-    import urllib.request  # noqa: PLC0415
-
-    req = urllib.request.Request(url + "/moto-api/reset", method="POST")
-    with urllib.request.urlopen(req, timeout=10):
-        pass
-
-
 # -- the rows ------------------------------------------------------------------------------
 
 
@@ -178,7 +170,7 @@ def steady_state_calls(url: str, work: Path, polls: int) -> list[Row]:
         )
         log = work / "calls.log"
         with daemon(cfg, log):
-            wait_for(lambda: (work / "out-calls" / "combined.properties").exists(), 60, "sync")
+            wait_for((work / "out-calls" / "combined.properties").exists, 60, "sync")
             proxy.reset_counts()
             wait_for(lambda: proxy.count("DescribeSecret") >= 2 * polls, 120, "polls")
             describes, gets = proxy.count("DescribeSecret"), proxy.count("GetSecretValue")
@@ -204,7 +196,7 @@ def idle(url: str, work: Path, seconds: float) -> list[Row]:
         example_config(work / "out-idle", url, poll={"interval": "30s", "jitter": 0.1}),
     )
     with daemon(cfg, work / "idle.log") as proc:
-        wait_for(lambda: (work / "out-idle" / "combined.properties").exists(), 60, "sync")
+        wait_for((work / "out-idle" / "combined.properties").exists, 60, "sync")
         time.sleep(3)  # settle after the first sync before sampling
         cpu0, t0, peak = cpu_s(proc.pid), time.monotonic(), 0.0
         while time.monotonic() - t0 < seconds:
