@@ -80,6 +80,43 @@ class AwsConfig(_Model):
         return value
 
 
+class PushConfig(_Model):
+    """Event-driven refresh: Secrets Manager events delivered through SQS (optional).
+
+    ``sqs_queue_url``: a queue for this instance (every sidecar of a fleet
+    needs its own, or each sees only part of the events). ``sns_topic_arn``:
+    instead, a topic the events are published to; the daemon creates a queue
+    for itself at start, subscribes it, and removes both at a clean stop.
+    """
+
+    sqs_queue_url: str | None = None
+    sns_topic_arn: str | None = None
+    endpoint_url: str | None = None
+    wait_s: Duration = Field(default=20.0, alias="wait", ge=1, le=20)
+
+    @field_validator("sqs_queue_url", "endpoint_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("sns_topic_arn")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(
+            r"^arn:[a-z-]+:sns:[a-z0-9-]+:[0-9]{12}:[\w-]{1,256}$", value
+        ):
+            raise ValueError("expected an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PushConfig:
+        if (self.sqs_queue_url is None) == (self.sns_topic_arn is None):
+            raise ValueError("set exactly one of: sqs_queue_url, sns_topic_arn")
+        return self
+
+
 class PollConfig(_Model):
     interval_s: Duration = Field(default=30.0, alias="interval", ge=0.1, le=86400)
     jitter: float = Field(default=0.1, ge=0.0, le=0.5)
@@ -283,6 +320,7 @@ class Config(_Model):
     settle_max_s: Duration = Field(default=30.0, alias="settle_max", ge=0, le=86400)
     metrics: Annotated[MetricsConfig, NullIsEmptyMapping] = Field(default_factory=MetricsConfig)
     shutdown_timeout_s: Duration = Field(default=5.0, alias="shutdown_timeout", ge=1, le=600)
+    push: PushConfig | None = None
     state_dir: Annotated[Path | None, BeforeValidator(state_dir_path)] = None
     outputs: Annotated[list[OutputConfig], NullIsEmptyList] = Field(min_length=1)
     notify: Annotated[dict[str, NotifyTarget], NullIsEmptyMapping] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from secretsync import backoff, logs
 from secretsync.state import CycleReport
@@ -38,6 +38,8 @@ class Poller:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self._wake: asyncio.Event | None = None
+        self._regular_wanted = False
+        self._hinted: set[str] = set()
         self._hooks: list[CycleHook] = []
         self.failed_cycles = 0  # consecutive cycles that raised
         self.cycles = 0
@@ -55,7 +57,14 @@ class Poller:
 
     def wake(self) -> None:
         """Start a regular cycle at once (or right after the one in flight)."""
+        self._regular_wanted = True
         self._event().set()
+
+    def hint(self, secret_ids: Iterable[str]) -> None:
+        """Check these secrets at once (a push event named them), without a full cycle."""
+        self._hinted.update(secret_ids)
+        if self._hinted:
+            self._event().set()
 
     def _event(self) -> asyncio.Event:
         if self._wake is None:
@@ -79,10 +88,11 @@ class Poller:
         log = logs.get_logger()
         wake = self._event()
         regular, next_regular = True, 0.0
+        only: set[str] | None = None
         while True:
-            wake.clear()  # a wake() during this cycle asks for another one
+            wake.clear()  # a wake() or hint() during this cycle asks for another one
             try:
-                report = await self.syncer.cycle(regular=regular)
+                report = await self.syncer.cycle(regular=regular, only=only)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -95,16 +105,22 @@ class Poller:
                     **logs.error_fields(exc, with_traceback=True),
                 )
                 # the next attempt is a regular cycle, however long the bug lasts
-                regular, next_regular = True, self._clock() + max(delay, 0.05)
+                regular, next_regular, only = True, self._clock() + max(delay, 0.05), None
             else:
                 self.failed_cycles = 0
                 self.cycles += 1
                 for hook in self._hooks:
                     hook(report)
-                if regular:
+                if regular and only is None:
                     next_regular = self._clock() + self.interval_s()
             wake_at, regular = self.next_wake(next_regular)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), max(0.0, wake_at - self._clock()))
-            if wake.is_set():
-                regular = True
+            only = None
+            if not wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), max(0.0, wake_at - self._clock()))
+            if self._regular_wanted or (regular and self._clock() >= wake_at):
+                # a regular cycle checks everything, hinted secrets included
+                regular, self._regular_wanted = True, False
+                self._hinted.clear()
+            elif self._hinted:
+                only, self._hinted = set(self._hinted), set()

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from secretsync import __version__, logs
+from secretsync import __version__, backoff, logs
 from secretsync.awsenv import resolve_region
 from secretsync.config import Config
 from secretsync.journal import Journal
@@ -42,6 +43,7 @@ from secretsync.watch import Watcher
 from secretsync.writer import OutputWriter
 
 if TYPE_CHECKING:
+    from secretsync.pushqueue import PushQueue
     from secretsync.server import MetricsServer
 
 FORCED_MARGIN_S = 0.5  # kept from the deadline for cancelling what is left
@@ -94,6 +96,8 @@ class Runtime:
         self._stop_signal: int | None = None
         self._forced: asyncio.Event | None = None
         self._reload_at_start = False
+        self._push_queue: PushQueue | None = None
+        self._stopping_cleanly = False
         self._log = logs.get_logger()
 
     def __repr__(self) -> str:
@@ -258,8 +262,54 @@ class Runtime:
         if self.sd.watchdog_interval_s is not None:
             syncer = self.syncer
             jobs["sd-watchdog"] = lambda: self.sd.watchdog(lambda: alive(syncer))
+        if self.config.push is not None:
+            jobs["push"] = self._push
         for name, job in jobs.items():
             self._tasks[name] = group.create_task(self.supervisor.run(name, job), name=name)
+
+    async def _push(self) -> None:
+        """The push task: set up the queue (retrying with backoff), then read it."""
+        from secretsync.push import PushError, PushListener  # noqa: PLC0415
+        from secretsync.pushqueue import PushQueue  # noqa: PLC0415
+
+        push = self.config.push
+        assert push is not None and self.poller is not None and self.syncer is not None
+        queue = PushQueue(
+            region=resolve_region(self.config.aws.region),
+            endpoint_url=push.endpoint_url,
+            queue_url=push.sqs_queue_url,
+            topic_arn=push.sns_topic_arn,
+            wait_s=push.wait_s,
+        )
+        failures = 0
+        while True:
+            try:
+                await queue.start()
+                break
+            except PushError as exc:
+                failures += 1
+                delay_s = backoff.delay_s(failures, random.Random(), cap_s=60.0)  # noqa: S311
+                self._log.warning("push_setup_failed", error=str(exc), retry_in_s=round(delay_s, 2))
+                await asyncio.sleep(delay_s)
+        self._push_queue = queue
+        self._log.info("push_listening", own_queue=queue.own_queue)
+        syncer = self.syncer
+        listener = PushListener(
+            queue,
+            secret_ids=lambda: syncer.config.secret_ids,
+            hint=self.poller.hint,
+            metrics=self.metrics,
+        )
+        try:
+            await listener.run()
+        except asyncio.CancelledError:
+            # a clean stop removes our queue in order; a forced one has no time for it
+            if not self._stopping_cleanly:
+                await queue.close(remove_own_queue=False)
+            raise
+        except BaseException:
+            await queue.close(remove_own_queue=True)  # the restart makes a new one
+            raise
 
     # -- reloads ---------------------------------------------------------------------------
 
@@ -277,9 +327,10 @@ class Runtime:
         self.writer.unmanage(removed.paths)
         self.notifier.reconfigure(new)
         self.config = new
-        if old.aws != new.aws:
-            # the Secrets Manager client is built once, at start
-            self._log.warning("config_restart_needed", fields=["aws"])
+        restart = [name for name in ("aws", "push") if getattr(old, name) != getattr(new, name)]
+        if restart:
+            # the AWS clients are built once, at start
+            self._log.warning("config_restart_needed", fields=restart)
         if self.server is not None and old.metrics.listen != new.metrics.listen:
             await self.server.reconfigure(new.metrics.listen)
             self._log.info("metrics_moved", listen=new.metrics.listen)
@@ -316,7 +367,12 @@ class Runtime:
 
     async def _stop_in_order(self) -> None:
         assert self.syncer is not None
-        # 1. no new poll; a cycle in flight is cancelled, its writes finish and are recorded
+        # 1. no new poll nor push; a cycle in flight is cancelled, its writes finish and
+        #    are recorded; a queue of our own is removed
+        self._stopping_cleanly = True
+        await self._cancel("push")
+        if self._push_queue is not None:
+            await self._push_queue.close(remove_own_queue=True)
         await self._cancel("poll")
         await self.writer.drain()
         self.syncer.submit_written()

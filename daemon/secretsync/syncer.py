@@ -17,7 +17,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -161,11 +161,14 @@ class Syncer:
 
     # -- one cycle -------------------------------------------------------------------------
 
-    async def cycle(self, *, regular: bool = True) -> CycleReport:
+    async def cycle(
+        self, *, regular: bool = True, only: Collection[str] | None = None
+    ) -> CycleReport:
         """One pass: check due secrets, fetch new versions, render and write affected outputs.
 
         A regular cycle checks every secret not in transient backoff; a retry
-        cycle (``regular=False``) only those whose backoff has expired. Never
+        cycle (``regular=False``) only those whose backoff has expired; with
+        ``only`` (a push hint), exactly those secrets, backoff or not. Never
         raises for store, render or write failures: they are logged, counted
         and kept for retry. Files written are handed to the notifier at the
         end, also when the cycle is cancelled after some writes completed.
@@ -174,11 +177,14 @@ class Syncer:
         self.last_cycle_started = started
         report = CycleReport()
         try:
-            due = [
-                st
-                for st in self._secrets.values()
-                if (st.retry_at and st.retry_at <= started) or (regular and not st.retry_at)
-            ]
+            if only is not None:
+                due = [st for sid, st in self._secrets.items() if sid in only]
+            else:
+                due = [
+                    st
+                    for st in self._secrets.values()
+                    if (st.retry_at and st.retry_at <= started) or (regular and not st.retry_at)
+                ]
             report.secrets_checked = len(due)
             flags = await asyncio.gather(*(self.check(st) for st in due))
             changed = {st.secret_id for st, flag in zip(due, flags, strict=True) if flag}
