@@ -23,7 +23,7 @@ from tests.conftest import (
     kafka_secret,
     write_yaml,
 )
-from tests.support.javaapp import JavaApps, require_jdk
+from tests.support.javaapp import JavaApp, JavaApps, require_jdk
 from tests.support.wait import wait_until
 
 RELOADING_APP = REPO / "examples" / "java" / "ReloadingApp.java"
@@ -41,6 +41,15 @@ public class NoHandler {
     }
 }
 """
+
+
+STATIC = {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+
+
+def assert_prints_no_value(app: JavaApp, values: dict[str, str]) -> None:
+    """No value of ``values`` in the app's stdout or stderr; a failure names keys, not values."""
+    output = app.stdout() + app.stderr()
+    assert [key for key, value in values.items() if value in output] == []
 
 
 @pytest.fixture
@@ -67,7 +76,7 @@ def test_reloading_app_reloads_on_the_daemons_sighup_keeps_running_and_prints_no
             "path": str(props),
             # every key of the secret: the rotation below adds one, which the app must see
             "secrets": [{"id": KAFKA_ID}],
-            "static": {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"},
+            "static": STATIC,
             "notify": ["kafka-app"],
         }
     ]
@@ -85,14 +94,23 @@ def test_reloading_app_reloads_on_the_daemons_sighup_keeps_running_and_prints_no
         lambda: daemon.has_event("notify_skipped", target="kafka-app"), 30, "the start-up skip"
     )
 
+    rotated = {**kafka_secret(password="ROTATED-pw-5e61d0"), "client.dns.lookup": "use_all_dns_ips"}
+    file_values = {
+        **{f"old {k}": v for k, v in kafka_secret().items()},
+        **rotated,
+        **STATIC,
+        "old password": CANARY_PASSWORD,
+        "new password": "ROTATED-pw-5e61d0",
+        "username": "CANARYKEY1",
+    }
     app = java_apps(RELOADING_APP, "--pidfile", str(pidfile), str(props))
     app.wait_for_line("ready pid=", JVM_START_S)
+    assert_prints_no_value(app, file_values)
     assert app.lines()[0] == (
         "loaded keys=[bootstrap.servers, sasl.jaas.config, sasl.mechanism, security.protocol]"
     )
     assert pidfile.read_text().strip() == str(app.pid)
 
-    rotated = {**kafka_secret(password="ROTATED-pw-5e61d0"), "client.dns.lookup": "use_all_dns_ips"}
     moto.rotate(KAFKA_ID, rotated)
     wait_until(lambda: "client.dns.lookup" in props.read_text(), 30, "the rotated file")
     wait_until(
@@ -100,8 +118,10 @@ def test_reloading_app_reloads_on_the_daemons_sighup_keeps_running_and_prints_no
         30,
         "the daemon's SIGHUP",
     )
+    reloaded = app.wait_for_line("reloaded #1 ", JVM_START_S)
+    assert_prints_no_value(app, file_values)
     # the new key proves the app read the file as it was after the rotation
-    assert app.wait_for_line("reloaded #1 ", JVM_START_S) == (
+    assert reloaded == (
         "reloaded #1 keys=[bootstrap.servers, client.dns.lookup, sasl.jaas.config,"
         " sasl.mechanism, security.protocol]"
     )
@@ -110,13 +130,9 @@ def test_reloading_app_reloads_on_the_daemons_sighup_keeps_running_and_prints_no
 
     assert app.signal_and_wait(signal.SIGTERM) == 0
     assert app.lines()[-1] == "stopped"
-    assert not pidfile.exists()
-
-    output = app.stdout() + app.stderr()
     assert app.stderr() == ""
-    secret_values = [*kafka_secret().values(), *rotated.values()]
-    for value in [*secret_values, CANARY_PASSWORD, "ROTATED-pw-5e61d0", "CANARYKEY1"]:
-        assert value not in output
+    assert not pidfile.exists()
+    assert_prints_no_value(app, file_values)
     assert daemon.proc.poll() is None
 
 
@@ -141,7 +157,9 @@ def test_reloading_app_keeps_its_clients_when_a_reload_fails(
     app.proc.send_signal(signal.SIGHUP)
     assert app.wait_for_line("reloaded #1 ", JVM_START_S) == "reloaded #1 keys=[a, c]"
     assert app.signal_and_wait(signal.SIGINT) == 0
-    assert "secret-" not in app.stdout() + app.stderr()
+    assert_prints_no_value(
+        app, {"a": "secret-a", "b": "secret-b", "a2": "secret-a2", "c": "secret-c"}
+    )
 
 
 def test_reloading_app_refuses_to_run_when_sighup_is_ignored(
