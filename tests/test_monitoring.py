@@ -20,7 +20,7 @@ from tests.support.promtool import run_promtool, run_rule_tests
 
 PROMETHEUS_DIR = REPO / "packaging" / "prometheus"
 DASHBOARD = REPO / "packaging" / "grafana" / "secretsync-dashboard.json"
-METRIC_RE = re.compile(r"\bsecretsync_[a-z_]+\b")
+METRIC_RE = re.compile(r"(?<![:\w])secretsync_[a-z_]+(?![:\w])")  # not inside a recording rule name
 ALERTS = {
     "SecretsyncOutputStale",
     "SecretsyncNotReady",
@@ -28,6 +28,8 @@ ALERTS = {
     "SecretsyncAwsThrottled",
     "SecretsyncNotifyFailed",
     "SecretsyncTaskRestarting",
+    "SecretsyncRotationNotConverged",
+    "SecretsyncOutputNotApplied",
     "SecretsyncDown",
     "SecretsyncAbsent",
 }

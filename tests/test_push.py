@@ -8,7 +8,10 @@ counting proxy; SQS/SNS traffic goes to moto directly.
 from __future__ import annotations
 
 import json
+import re
 import signal
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import boto3
 from tests.conftest import (
     KAFKA_ID,
     REGION,
+    REPO,
     SR_ID,
     Daemon,
     Moto,
@@ -168,3 +172,30 @@ def test_a_topic_gets_a_queue_of_our_own_that_a_clean_stop_removes(
     assert daemon.proc.wait(timeout=20) == 0
     assert sqs.list_queues(QueueNamePrefix="secretsync-").get("QueueUrls", []) == []
     assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
+
+
+def test_the_shipped_eventbridge_template_lints_clean() -> None:
+    template = REPO / "packaging" / "push" / "eventbridge-sns.yaml"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(template)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_push_policy_allows_every_call_the_daemon_makes() -> None:
+    source = (REPO / "daemon" / "secretsync" / "pushqueue.py").read_text()
+    calls = set(re.findall(r"self\._(sqs|sns)\.([a-z_]+)\(", source))
+    wanted = {f"{service}:{''.join(w.title() for w in op.split('_'))}" for service, op in calls}
+    # DeleteMessageBatch is authorised by sqs:DeleteMessage
+    wanted = {"sqs:DeleteMessage" if a == "sqs:DeleteMessageBatch" else a for a in wanted}
+    policy = json.loads((REPO / "packaging" / "iam" / "secretsync-push-policy.json").read_text())
+    allowed = {
+        a
+        for st in policy["Statement"]
+        for a in ([st["Action"]] if isinstance(st["Action"], str) else st["Action"])
+    }
+    assert wanted - {"sqs:TagQueue"} <= allowed, wanted - allowed
+    assert "sqs:CreateQueue" in wanted and "sns:Subscribe" in wanted  # the test reads real calls
