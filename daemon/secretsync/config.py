@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from secretsync.config_creds import BasicAuthConfig, Credentials, SaslConfig, check_derived
 from secretsync.config_errors import MAX_PATH_ECHO_CHARS, ConfigError, brief, format_errors
 from secretsync.config_types import (
     Duration,
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_CONFIG_NODES",
     "AwsConfig",
+    "BasicAuthConfig",
     "Config",
     "ConfigError",
     "HttpTarget",
@@ -53,6 +55,7 @@ __all__ = [
     "NotifyTarget",
     "OutputConfig",
     "PollConfig",
+    "SaslConfig",
     "SecretRef",
     "load_config",
     "parse_config",
@@ -112,8 +115,9 @@ class SecretRef(_Model):
     """One secret feeding an output.
 
     ``keys`` absent: every key of the JSON secret. A list: only these keys, each
-    required. A mapping ``{secret_key: output_key}``: only these, each required,
-    renamed. ``as``: the secret is a plain string placed whole under that key.
+    required; ``[]`` (or ``{}``): no key (the secret only feeds ``sasl`` or
+    ``basic_auth``). A mapping ``{secret_key: output_key}``: only these, each
+    required, renamed. ``as``: the secret is a plain string placed whole under that key.
     """
 
     id: str = Field(min_length=1, max_length=2048)
@@ -126,8 +130,6 @@ class SecretRef(_Model):
             raise ValueError("use either `keys` (JSON secret) or `as` (plain string), not both")
         if isinstance(self.keys, list) and len(set(self.keys)) != len(self.keys):
             raise ValueError("`keys` lists a key twice")
-        if isinstance(self.keys, list | dict) and not self.keys:
-            raise ValueError("`keys` is empty; omit it to take every key of the secret")
         if isinstance(self.keys, dict) and len(set(self.keys.values())) != len(self.keys):
             raise ValueError("`keys` maps two secret keys to one output key")
         return self
@@ -146,6 +148,9 @@ class SecretRef(_Model):
 class OutputConfig(_Model):
     """One file to write.
 
+    ``sasl`` / ``basic_auth``: login settings derived from one of ``secrets``
+    (see :mod:`secretsync.config_creds`); their keys may come from no other source.
+
     ``path``: absolute, or relative to the config file's directory; kept
     normalised (``/o/../o/x`` becomes ``/o/x``). ``owner``/``group``: a name, or
     a uid/gid (a YAML number or a string of ASCII digits, kept as an int).
@@ -159,6 +164,8 @@ class OutputConfig(_Model):
     secrets: Annotated[list[SecretRef], NullIsEmptyList] = Field(min_length=1)
     static: Annotated[dict[str, StaticValue], NullIsEmptyMapping] = Field(default_factory=dict)
     notify: Annotated[list[str], NullIsEmptyList] = Field(default_factory=list)
+    sasl: SaslConfig | None = None
+    basic_auth: BasicAuthConfig | None = None
 
     @field_validator("path", mode="before")
     @classmethod
@@ -176,7 +183,13 @@ class OutputConfig(_Model):
                         f"{brief(ref.id)}; each key must come from one source"
                     )
                 seen[key] = f"secret {brief(ref.id)}"
+        check_derived(self.derived, self.secrets, seen)
         return self
+
+    @property
+    def derived(self) -> list[Credentials]:
+        """The ``sasl`` and ``basic_auth`` sections that are set, in that order."""
+        return [creds for creds in (self.sasl, self.basic_auth) if creds is not None]
 
     @property
     def secret_ids(self) -> list[str]:
