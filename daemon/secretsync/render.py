@@ -121,6 +121,8 @@ def _json_object(secret_id: str, text: str, hint: str) -> dict[str, object]:
 
 def _pairs(ref: SecretRef, value: SecretValue) -> list[tuple[str, str, object]]:
     """``(key in the secret, key in the output, value)`` for each key this source gives."""
+    if ref.keys is not None and not ref.keys:
+        return []  # `keys: []`: the secret only feeds `sasl` / `basic_auth`, which check it
     if value.text is None:
         if ref.as_key is not None and value.binary is not None:
             try:

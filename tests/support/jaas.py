@@ -74,7 +74,8 @@ public class ReadJaas {
     private static AppConfigurationEntry[] jdk(String value, Path file) throws Exception {
         String text = "KafkaClient {\n" + value + "\n};\n";
         Files.write(file, text.getBytes(StandardCharsets.UTF_8));
-        Configuration c = Configuration.getInstance("JavaLoginConfig", new URIParameter(file.toUri()));
+        Configuration c =
+            Configuration.getInstance("JavaLoginConfig", new URIParameter(file.toUri()));
         AppConfigurationEntry[] entries = c.getAppConfigurationEntry("KafkaClient");
         return entries == null ? new AppConfigurationEntry[0] : entries;
     }
@@ -135,6 +136,11 @@ public class ReadJaas {
         }
     }
 
+    private static void error(StringBuilder b, String parser, Exception e) {
+        String text = e.getClass().getName() + ": " + e.getMessage();
+        b.append("E ").append(parser).append(' ').append(hex(text)).append('\n');
+    }
+
     // args: a scratch directory, then the .properties files.
     // Per file: "--", "P <key> <value>" per property, and for a file with
     // sasl.jaas.config, per parser either "N <parser> <count>" followed by "M"
@@ -149,19 +155,20 @@ public class ReadJaas {
             try (InputStream in = new FileInputStream(args[i])) { p.load(in); }
             StringBuilder b = new StringBuilder("--\n");
             for (String k : new TreeSet<>(p.stringPropertyNames())) {
-                b.append("P ").append(hex(k)).append(' ').append(hex(p.getProperty(k))).append('\n');
+                b.append("P ").append(hex(k)).append(' ').append(hex(p.getProperty(k)));
+                b.append('\n');
             }
             String jaas = p.getProperty("sasl.jaas.config");
             if (jaas != null) {
                 try {
                     report(b, "jdk", jdk(jaas, scratch.resolve("jaas-" + i + ".conf")));
                 } catch (Exception e) {
-                    b.append("E jdk ").append(hex(e.getClass().getName() + ": " + e.getMessage())).append('\n');
+                    error(b, "jdk", e);
                 }
                 try {
                     report(b, "kafka", kafka(jaas));
                 } catch (Exception e) {
-                    b.append("E kafka ").append(hex(e.getClass().getName() + ": " + e.getMessage())).append('\n');
+                    error(b, "kafka", e);
                 }
             }
             out.print(b);
