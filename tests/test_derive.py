@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from secretsync.config import OutputConfig, parse_config
 from secretsync.derive import jaas_quote
 from secretsync.render import RenderError, SecretValue, collect, env_key, render
+from tests.conftest import Moto, example_config, run_cli, write_yaml
 from tests.support.cred_cases import (
     CONTROLS,
     MODULES,
@@ -27,6 +28,7 @@ from tests.support.cred_cases import (
     cred_cases,
     secret_texts,
 )
+from tests.support.examples import commented_examples
 from tests.support.jaas import PARSERS, JaasEntry, JaasReader, compile_jaas_reader
 from tests.support.shell import source_env_files
 
@@ -361,3 +363,61 @@ def test_an_unchanged_secret_gives_identical_bytes() -> None:
     v1 = SecretValue("k", "version-1", text='{"apiKey": "a", "apiSecret": "b"}')
     v2 = SecretValue("k", "version-2", text='{"apiSecret": "b", "apiKey": "a", "x": 1}')
     assert render(out, {"k": v1}) == render(out, {"k": v2})
+
+
+# --- the documented shapes, end to end ----------------------------------------------------
+
+
+def test_the_documented_credential_shapes_work_end_to_end(
+    moto: Moto, tmp_path: Path, jaas: JaasReader
+) -> None:
+    """sync.yaml.example's commented Confluent (managed rotation) and MSK SCRAM
+    outputs, run by `secretsync once` against the emulator, then a rotation."""
+    kafka = {
+        "apiKey": "CKEY123",
+        "apiSecret": 'CANARY-k"\\;{x}=😀',
+        "serviceAccountId": "sa-1",
+        "resourceId": "lkc-1",
+        "environmentId": "env-1",
+    }
+    sr = {**kafka, "apiKey": "SRKEY456", "apiSecret": 'CANARY-sr:a\\b"c', "resourceId": "lsrc-1"}
+    msk = {"username": "myuser", "password": "CANARY-msk ${user.home} \\n"}
+    moto.create("confluent/kafka-api-key", kafka)
+    moto.create("confluent/sr-api-key", sr)
+    moto.create("AmazonMSK_myuser", msk)
+    out = tmp_path / "out"
+    outputs = commented_examples()
+    for item in outputs:
+        item["path"] = str(out / Path(item["path"]).name)
+        item.pop("notify")
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url, outputs=outputs))
+    files = [out / "rotating.properties", out / "msk.properties"]
+
+    def run_and_read() -> list[Any]:
+        result = run_cli("once", "-c", str(cfg))
+        assert result.returncode == 0, result.stderr
+        assert "CANARY" not in result.stdout + result.stderr
+        return jaas.load_many(files)
+
+    confluent, scram = run_and_read()
+    plain = MODULES["PLAIN"]
+    login = {"username": "CKEY123", "password": kafka["apiSecret"]}
+    assert confluent.jaas == {p: [JaasEntry(plain, "REQUIRED", login)] for p in PARSERS}
+    del confluent.properties["sasl.jaas.config"]
+    assert confluent.properties == {
+        "bootstrap.servers": "pkc-00000.us-east-1.aws.confluent.cloud:9092",
+        "security.protocol": "SASL_SSL",
+        "schema.registry.url": "https://psrc-00000.us-east-1.aws.confluent.cloud",
+        "sasl.mechanism": "PLAIN",
+        "basic.auth.credentials.source": "USER_INFO",
+        "basic.auth.user.info": f"SRKEY456:{sr['apiSecret']}",
+    }
+    assert scram.properties["sasl.mechanism"] == "SCRAM-SHA-512"
+    scram_entry = JaasEntry(MODULES["SCRAM-SHA-512"], "REQUIRED", msk)
+    assert scram.jaas == {p: [scram_entry] for p in PARSERS}
+
+    rotated = {"username": "myuser", "password": 'CANARY-rotated"\\'}
+    moto.rotate("AmazonMSK_myuser", rotated)
+    _, scram = run_and_read()
+    scram_entry = JaasEntry(MODULES["SCRAM-SHA-512"], "REQUIRED", rotated)
+    assert scram.jaas == {p: [scram_entry] for p in PARSERS}
