@@ -232,6 +232,25 @@ MALFORMED = [
         "settle_max",
         ">= settle",
     ),
+    (
+        "sasl from a secret the output does not list",
+        "outputs: [{path: /o/a, secrets: [{id: s}], sasl: {mechanism: PLAIN, secret: t}}]\n",
+        "outputs[0]",
+        "sasl.secret: 't' is not one of this output's secrets",
+    ),
+    (
+        "unknown sasl mechanism",
+        "outputs: [{path: /o/a, secrets: [{id: s}], sasl: {mechanism: GSSAPI, secret: s}}]\n",
+        "outputs[0].sasl.mechanism",
+        "allowed: 'PLAIN', 'SCRAM-SHA-256' or 'SCRAM-SHA-512'",
+    ),
+    (
+        "sasl next to a static sasl.mechanism",
+        "outputs: [{path: /o/a, secrets: [{id: s, keys: []}], static: {sasl.mechanism: PLAIN},"
+        " sasl: {mechanism: PLAIN, secret: s}}]\n",
+        "outputs[0]",
+        "key 'sasl.mechanism' is given by both static and sasl",
+    ),
     ("YAML syntax error", "outputs: [\n", "line", "YAML syntax error"),
     ("not a mapping", "- just\n- a list\n", "config", "mapping at the top level"),
 ]

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -27,7 +25,15 @@ from pydantic import (
 )
 
 from secretsync import DEFAULT_CONFIG_PATH
+from secretsync.config_creds import BasicAuthConfig, Credentials, SaslConfig, check_derived
 from secretsync.config_errors import MAX_PATH_ECHO_CHARS, ConfigError, brief, format_errors
+from secretsync.config_sections import (
+    AwsConfig,
+    FrozenModel,
+    MetricsConfig,
+    PollConfig,
+    PushConfig,
+)
 from secretsync.config_types import (
     Duration,
     FileMode,
@@ -47,6 +53,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_CONFIG_NODES",
     "AwsConfig",
+    "BasicAuthConfig",
     "Config",
     "ConfigError",
     "HttpTarget",
@@ -54,6 +61,7 @@ __all__ = [
     "NotifyTarget",
     "OutputConfig",
     "PollConfig",
+    "SaslConfig",
     "SecretRef",
     "load_config",
     "parse_config",
@@ -61,98 +69,13 @@ __all__ = [
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class AwsConfig(_Model):
-    """Where Secrets Manager is, and how many requests may be in flight at once."""
-
-    region: str | None = None
-    endpoint_url: str | None = None
-    concurrency: int = Field(default=16, ge=1, le=128)
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("expected an http:// or https:// URL")
-        return value
-
-
-class PushConfig(_Model):
-    """Event-driven refresh: Secrets Manager events delivered through SQS (optional).
-
-    ``sqs_queue_url``: a queue for this instance (every sidecar of a fleet
-    needs its own, or each sees only part of the events). ``sns_topic_arn``:
-    instead, a topic the events are published to; the daemon creates a queue
-    for itself at start, subscribes it, and removes both at a clean stop.
-    """
-
-    sqs_queue_url: str | None = None
-    sns_topic_arn: str | None = None
-    endpoint_url: str | None = None
-    wait_s: Duration = Field(default=20.0, alias="wait", ge=1, le=20)
-
-    @field_validator("sqs_queue_url", "endpoint_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("expected an http:// or https:// URL")
-        return value
-
-    @field_validator("sns_topic_arn")
-    @classmethod
-    def _topic(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(
-            r"^arn:[a-z-]+:sns:[a-z0-9-]+:[0-9]{12}:[\w-]{1,256}$", value
-        ):
-            raise ValueError("expected an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
-        return value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> PushConfig:
-        if (self.sqs_queue_url is None) == (self.sns_topic_arn is None):
-            raise ValueError("set exactly one of: sqs_queue_url, sns_topic_arn")
-        return self
-
-
-class PollConfig(_Model):
-    interval_s: Duration = Field(default=30.0, alias="interval", ge=0.1, le=86400)
-    jitter: float = Field(default=0.1, ge=0.0, le=0.5)
-
-
-class MetricsConfig(_Model):
-    listen: str | None = "0.0.0.0:9464"
-    stale_after_s: Duration | None = Field(default=None, alias="stale_after", gt=0)
-
-    @field_validator("listen")
-    @classmethod
-    def _listen(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        _host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError('expected "host:port" with a port 0-65535, or null to disable')
-        return value
-
-    @property
-    def host(self) -> str:
-        assert self.listen is not None
-        return self.listen.rpartition(":")[0].strip("[]") or "0.0.0.0"
-
-    @property
-    def port(self) -> int:
-        assert self.listen is not None
-        return int(self.listen.rpartition(":")[2])
-
-
-class SecretRef(_Model):
+class SecretRef(FrozenModel):
     """One secret feeding an output.
 
     ``keys`` absent: every key of the JSON secret. A list: only these keys, each
-    required. A mapping ``{secret_key: output_key}``: only these, each required,
-    renamed. ``as``: the secret is a plain string placed whole under that key.
+    required; ``[]`` (or ``{}``): no key (the secret only feeds ``sasl`` or
+    ``basic_auth``). A mapping ``{secret_key: output_key}``: only these, each
+    required, renamed. ``as``: the secret is a plain string placed whole under that key.
     """
 
     id: str = Field(min_length=1, max_length=2048)
@@ -165,8 +88,6 @@ class SecretRef(_Model):
             raise ValueError("use either `keys` (JSON secret) or `as` (plain string), not both")
         if isinstance(self.keys, list) and len(set(self.keys)) != len(self.keys):
             raise ValueError("`keys` lists a key twice")
-        if isinstance(self.keys, list | dict) and not self.keys:
-            raise ValueError("`keys` is empty; omit it to take every key of the secret")
         if isinstance(self.keys, dict) and len(set(self.keys.values())) != len(self.keys):
             raise ValueError("`keys` maps two secret keys to one output key")
         return self
@@ -182,8 +103,11 @@ class SecretRef(_Model):
         return None
 
 
-class OutputConfig(_Model):
+class OutputConfig(FrozenModel):
     """One file to write.
+
+    ``sasl`` / ``basic_auth``: login settings derived from one of ``secrets``
+    (see :mod:`secretsync.config_creds`); their keys may come from no other source.
 
     ``path``: absolute, or relative to the config file's directory; kept
     normalised (``/o/../o/x`` becomes ``/o/x``). ``owner``/``group``: a name, or
@@ -198,6 +122,8 @@ class OutputConfig(_Model):
     secrets: Annotated[list[SecretRef], NullIsEmptyList] = Field(min_length=1)
     static: Annotated[dict[str, StaticValue], NullIsEmptyMapping] = Field(default_factory=dict)
     notify: Annotated[list[str], NullIsEmptyList] = Field(default_factory=list)
+    sasl: SaslConfig | None = None
+    basic_auth: BasicAuthConfig | None = None
 
     @field_validator("path", mode="before")
     @classmethod
@@ -215,14 +141,20 @@ class OutputConfig(_Model):
                         f"{brief(ref.id)}; each key must come from one source"
                     )
                 seen[key] = f"secret {brief(ref.id)}"
+        check_derived(self.derived, self.secrets, seen)
         return self
+
+    @property
+    def derived(self) -> list[Credentials]:
+        """The ``sasl`` and ``basic_auth`` sections that are set, in that order."""
+        return [creds for creds in (self.sasl, self.basic_auth) if creds is not None]
 
     @property
     def secret_ids(self) -> list[str]:
         return list(dict.fromkeys(ref.id for ref in self.secrets))
 
 
-class HttpTarget(_Model):
+class HttpTarget(FrozenModel):
     url: str
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: Annotated[dict[str, str], NullIsEmptyMapping] = Field(default_factory=dict)
@@ -236,7 +168,7 @@ class HttpTarget(_Model):
         return value
 
 
-class NotifyTarget(_Model):
+class NotifyTarget(FrozenModel):
     """How to tell one dependent process: a signal, a command or an HTTP call.
 
     ``pidfile``: absolute, or relative to the config file's directory (like
@@ -309,7 +241,7 @@ class NotifyTarget(_Model):
         return self.signal or "SIGHUP"
 
 
-class Config(_Model):
+class Config(FrozenModel):
     """The whole sync.yaml. An empty (null) ``aws``, ``poll``, ``metrics`` or
     ``notify`` section means its defaults; to disable metrics set ``metrics.listen: null``.
     """

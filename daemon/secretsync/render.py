@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import javaproperties
 
 from secretsync.config import OutputConfig, SecretRef
+from secretsync.config_creds import Credentials
+from secretsync.derive import CredentialError, derive, key_list, surrogate_at
 
 HEADER = "Managed by secretsync; do not edit: changes are overwritten."
 
@@ -57,18 +59,9 @@ class Entry:
         return f"Entry(origin={self.origin!r}, explicit={self.explicit!r})"
 
 
-def _surrogate_at(text: str) -> int | None:
-    """Index of the first lone UTF-16 surrogate (not valid Unicode text), or None."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return exc.start
-    return None
-
-
 def _check_key(origin: str, key: str, *, position: int, count: int) -> None:
     """Refuse a key that is not valid Unicode text; the message never shows the key."""
-    at = _surrogate_at(key)
+    at = surrogate_at(key)
     if at is not None:
         raise RenderError(
             f"{origin}: a key is not valid Unicode text (key {position} of {count}, "
@@ -82,7 +75,7 @@ def _check_value(origin: str, key: str, value: str) -> None:
     JSON allows ``"\\ud800"``, so a secret can hold such text, but no output
     format can carry it faithfully. The message gives a position, never text.
     """
-    at = _surrogate_at(value)
+    at = surrogate_at(value)
     if at is not None:
         raise RenderError(
             f"{origin}: key {key!r} holds text that is not valid Unicode (a lone "
@@ -113,18 +106,23 @@ def _scalar(origin: str, key: str, value: object) -> str:
     )
 
 
-def _key_list(keys: list[str]) -> str:
-    """Keys for a message; a key that is not valid text is counted, never printed."""
-    good = sorted(key for key in keys if _surrogate_at(key) is None)
-    bad = len(keys) - len(good)
-    text = ", ".join(map(repr, good))
-    if bad:
-        text += f"{', ' if text else ''}{bad} key(s) that are not valid Unicode text"
-    return text or "no keys"
+def _json_object(secret_id: str, text: str, hint: str) -> dict[str, object]:
+    """The secret's JSON object; RenderError (ending with ``hint``) for anything else."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise RenderError(f"secret {secret_id!r}: its JSON is nested too deeply to read") from None
+    except ValueError:  # not JSON, or an integer too long to convert
+        data = None
+    if not isinstance(data, dict):
+        raise RenderError(f"secret {secret_id!r}: is not a JSON object; {hint}")
+    return data
 
 
 def _pairs(ref: SecretRef, value: SecretValue) -> list[tuple[str, str, object]]:
     """``(key in the secret, key in the output, value)`` for each key this source gives."""
+    if ref.keys is not None and not ref.keys:
+        return []  # `keys: []`: the secret only feeds `sasl` / `basic_auth`, which check it
     if value.text is None:
         if ref.as_key is not None and value.binary is not None:
             try:
@@ -134,36 +132,44 @@ def _pairs(ref: SecretRef, value: SecretValue) -> list[tuple[str, str, object]]:
         raise RenderError(f"secret {ref.id!r}: has no SecretString (binary secrets need `as`)")
     if ref.as_key is not None:
         return [(ref.as_key, ref.as_key, value.text)]
-    try:
-        data = json.loads(value.text)
-    except RecursionError:
-        raise RenderError(f"secret {ref.id!r}: its JSON is nested too deeply to read") from None
-    except ValueError:  # not JSON, or an integer too long to convert
-        data = None
-    if not isinstance(data, dict):
-        raise RenderError(
-            f"secret {ref.id!r}: is not a JSON object; set `as: <key>` on this source to "
-            "write the whole string under one key"
-        )
+    hint = "set `as: <key>` on this source to write the whole string under one key"
+    data = _json_object(ref.id, value.text, hint)
     if ref.keys is None:
         return [(key, key, item) for key, item in data.items()]
     mapping = dict(zip(ref.keys, ref.keys, strict=True)) if isinstance(ref.keys, list) else ref.keys
     missing = [key for key in mapping if key not in data]
     if missing:
         raise RenderError(
-            f"secret {ref.id!r}: missing required key(s) {_key_list(missing)}; "
-            f"it has {_key_list(list(data))}"
+            f"secret {ref.id!r}: missing required key(s) {key_list(missing)}; "
+            f"it has {key_list(list(data))}"
         )
     return [(key, out_key, data[key]) for key, out_key in mapping.items()]
+
+
+def _derived(creds: Credentials, values: Mapping[str, SecretValue]) -> list[tuple[str, str]]:
+    """``(output key, value)`` for each key ``sasl`` or ``basic_auth`` writes."""
+    value = values.get(creds.secret)
+    if value is None:
+        raise RenderError(f"secret {creds.secret!r}: no value fetched yet")
+    hint = f"{creds.section} needs a JSON object holding a username and a password"
+    if value.text is None:
+        raise RenderError(f"secret {creds.secret!r}: has no SecretString; {hint}")
+    try:
+        return derive(creds, creds.secret, _json_object(creds.secret, value.text, hint))
+    except CredentialError as exc:
+        raise RenderError(str(exc)) from None
 
 
 def collect_entries(output: OutputConfig, values: Mapping[str, SecretValue]) -> dict[str, Entry]:
     """Merge the output's static properties and its secrets into key → :class:`Entry`.
 
     ``values`` maps secret id → fetched value; every secret of the output must be
-    present. Raises RenderError for a missing secret, a non-JSON secret without
-    ``as``, a missing required key, a nested or null value, a key or value that
-    is not valid Unicode text, or a key given by two sources.
+    present. ``sasl`` and ``basic_auth`` keys come last (see
+    :mod:`secretsync.derive`). Raises RenderError for a missing secret, a
+    non-JSON secret without ``as``, a missing required key, a nested or null
+    value, a key or value that is not valid Unicode text, a username or
+    password :func:`secretsync.derive.derive` refuses, or a key given by two
+    sources (also a derived key that a secret without ``keys`` turns out to hold).
     """
     merged: dict[str, Entry] = {}
     static = list(output.static.items())
@@ -189,6 +195,15 @@ def collect_entries(output: OutputConfig, values: Mapping[str, SecretValue]) -> 
                     "restrict one source with `keys`"
                 )
             merged[key] = Entry(text, origin, explicit)
+    for creds in output.derived:
+        origin = f"{creds.section} (secret {creds.secret!r})"
+        for key, text in _derived(creds, values):
+            if key in merged:
+                raise RenderError(
+                    f"key {key!r} is given by both {merged[key].origin} and {origin}; "
+                    "restrict one source with `keys`"
+                )
+            merged[key] = Entry(text, origin, explicit=True)
     return merged
 
 
