@@ -81,7 +81,7 @@ async def polling(
         region=REGION,
         endpoint_url=endpoint,
         max_attempts=max_attempts,
-        on_request=metrics.observe_request,
+        on_request=metrics.request_observer(REGION),
     )
     writer = OutputWriter(metrics)
     async with source:
@@ -163,7 +163,7 @@ async def test_polls_count_requests_changes_writes_and_freshness(
         before = time.time()
         await agent.cycle()
 
-        ok = {"outcome": "ok"}
+        ok = {"outcome": "ok", "region": REGION}
         assert (
             value(registry, "secretsync_aws_requests_total", operation="DescribeSecret", **ok) == 2
         )
@@ -215,7 +215,7 @@ async def test_sync_errors_are_counted_by_path_and_reason(moto: Moto, tmp_path: 
     schema = str(tmp_path / "out" / "schema-registry.properties")
     assert value(registry, "secretsync_sync_errors_total", path=client, reason="render") == 1
     assert value(registry, "secretsync_sync_errors_total", path=schema, reason="fetch") == 1
-    describe_error = {"operation": "DescribeSecret", "outcome": "error"}
+    describe_error = {"operation": "DescribeSecret", "outcome": "error", "region": REGION}
     assert value(registry, "secretsync_aws_requests_total", **describe_error) == 1
     assert value(registry, "secretsync_ready") == 0
     assert (
@@ -236,13 +236,23 @@ async def test_every_throttled_attempt_is_counted(
     assert agent.store.describe_calls == 2  # the agent asked twice…
 
     throttled = value(
-        registry, "secretsync_aws_requests_total", operation="DescribeSecret", outcome="throttled"
+        registry,
+        "secretsync_aws_requests_total",
+        operation="DescribeSecret",
+        outcome="throttled",
+        region=REGION,
     )
     # …botocore retried each call, and every attempt the proxy answered was counted
     assert proxy.count("DescribeSecret") > 2
     assert throttled == proxy.count("DescribeSecret")
     assert (
-        value(registry, "secretsync_aws_requests_total", operation="DescribeSecret", outcome="ok")
+        value(
+            registry,
+            "secretsync_aws_requests_total",
+            operation="DescribeSecret",
+            outcome="ok",
+            region=REGION,
+        )
         == 0
     )
     client = str(tmp_path / "out" / "client.properties")

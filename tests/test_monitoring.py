@@ -30,6 +30,7 @@ ALERTS = {
     "SecretsyncTaskRestarting",
     "SecretsyncRotationNotConverged",
     "SecretsyncOutputNotApplied",
+    "SecretsyncFailoverActive",
     "SecretsyncDown",
     "SecretsyncAbsent",
 }

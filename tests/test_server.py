@@ -126,7 +126,9 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
     moto.seed_use_case()
     config = parse_config(example_config(tmp_path / "out", moto.url))
     metrics = Metrics()
-    source = SecretsSource(region=REGION, endpoint_url=moto.url, on_request=metrics.observe_request)
+    source = SecretsSource(
+        region=REGION, endpoint_url=moto.url, on_request=metrics.request_observer(REGION)
+    )
     writer = OutputWriter(metrics)
     async with source:
         agent = Syncer(config, source, writer, metrics=metrics)
@@ -156,7 +158,7 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
                     for f in files:
                         f.close()
                     text = await async_wait_until(lambda: answers_200(srv.url + "/metrics"), 30)
-                    ok = {"operation": "DescribeSecret", "outcome": "ok"}
+                    ok = {"operation": "DescribeSecret", "outcome": "ok", "region": REGION}
                     assert sample(text, "secretsync_aws_requests_total", **ok) == 2
                     assert sample(text, "secretsync_ready") == 1
                     assert srv.shed["evicted"] >= FLOOD - MAX_CONNECTIONS
@@ -208,7 +210,7 @@ async def test_the_daemon_keeps_syncing_reloading_and_answering_under_a_flood(
     except (AttributeError, OSError) as exc:
         pytest.skip(f"cannot limit the daemon's descriptors here: {type(exc).__name__}")
     url = f"http://127.0.0.1:{port}"
-    describe_ok = {"operation": "DescribeSecret", "outcome": "ok"}
+    describe_ok = {"operation": "DescribeSecret", "outcome": "ok", "region": REGION}
 
     async with half_sent_flood("127.0.0.1", port, FLOOD) as flood:
         assert (flood.connected, flood.failed) == (FLOOD, 0)

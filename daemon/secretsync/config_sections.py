@@ -20,18 +20,43 @@ class FrozenModel(BaseModel):
 
 
 class AwsConfig(FrozenModel):
-    """Where Secrets Manager is, and how many requests may be in flight at once."""
+    """Where Secrets Manager is, how many requests may be in flight, and a replica region.
+
+    ``failover_region``: a region holding replicas of every secret; a check the
+    primary region cannot answer runs there (see :mod:`secretsync.failover`).
+    It must differ from the primary region.
+    """
 
     region: str | None = None
     endpoint_url: str | None = None
     concurrency: int = Field(default=16, ge=1, le=128)
+    failover_region: str | None = None
+    failover_endpoint_url: str | None = None
 
-    @field_validator("endpoint_url")
+    @field_validator("endpoint_url", "failover_endpoint_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^\s/]+", value):
             raise ValueError("expected an http:// or https:// URL")
         return value
+
+    @field_validator("region", "failover_region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]+", value):
+            raise ValueError("expected a region name such as us-east-1")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AwsConfig:
+        if self.failover_region is not None and self.failover_region == self.region:
+            raise ValueError(
+                f"failover_region: {self.failover_region} is the primary region; a failover "
+                "region must be another region that holds replicas of the secrets"
+            )
+        if self.failover_endpoint_url is not None and self.failover_region is None:
+            raise ValueError("failover_endpoint_url: needs failover_region")
+        return self
 
 
 class PushConfig(FrozenModel):

@@ -13,7 +13,7 @@ client of ``/healthz`` is :mod:`secretsync.health`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     REGISTRY,
@@ -55,8 +55,8 @@ class Metrics:
         self._exposed = _WithoutCreated(r)
         self.aws_requests = Counter(
             "secretsync_aws_requests",
-            "Secrets Manager HTTP requests, retries included.",
-            ["operation", "outcome"],
+            "Secrets Manager HTTP requests, retries included, by the region asked.",
+            ["operation", "outcome", "region"],
             registry=r,
         )
         self.secret_changes = Counter(
@@ -129,6 +129,12 @@ class Metrics:
             ["path"],
             registry=r,
         )
+        self.failover_active = Gauge(
+            "secretsync_failover_active",
+            "1 while the last good check of the secret came from the failover region.",
+            ["secret"],
+            registry=r,
+        )
         self.push_messages = Counter(
             "secretsync_push_messages",
             "Push messages (EventBridge/SNS via SQS), by outcome.",
@@ -140,9 +146,6 @@ class Metrics:
             self.push_messages.labels(outcome=outcome)
         for outcome in ("ok", "error"):
             self.config_reloads.labels(outcome=outcome)
-        for operation in AWS_OPERATIONS:
-            for outcome in AWS_OUTCOMES:
-                self.aws_requests.labels(operation=operation, outcome=outcome)
 
     def __repr__(self) -> str:
         return f"Metrics(registry={self.registry!r})"
@@ -188,6 +191,7 @@ class Metrics:
         for secret in secrets:
             self.secret_changes.remove_by_labels({"secret": secret})
             self.secret_version.remove_by_labels({"secret": secret})
+            self.failover_active.remove_by_labels({"secret": secret})
         for target in targets:
             self.notify.remove_by_labels({"target": target})
 
@@ -197,9 +201,21 @@ class Metrics:
             self.secret_version.remove_by_labels({"secret": secret, "version_id": previous})
         self.secret_version.labels(secret=secret, version_id=version_id).set(1)
 
-    def observe_request(self, operation: str, outcome: str) -> None:
-        """Count one real Secrets Manager HTTP attempt (hooked into the botocore client)."""
-        self.aws_requests.labels(operation=operation, outcome=outcome).inc()
+    def declare_regions(self, regions: Iterable[str]) -> None:
+        """Create the request series of the regions asked (primary, failover) at zero."""
+        for region in regions:
+            for operation in AWS_OPERATIONS:
+                for outcome in AWS_OUTCOMES:
+                    self.aws_requests.labels(operation=operation, outcome=outcome, region=region)
+
+    def request_observer(self, region: str) -> Callable[[str, str], None]:
+        """An observer for the client of ``region``: counts each real HTTP attempt."""
+        self.declare_regions([region])
+
+        def observe(operation: str, outcome: str) -> None:
+            self.aws_requests.labels(operation=operation, outcome=outcome, region=region).inc()
+
+        return observe
 
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """(body, content type) of a scrape: OpenMetrics when ``accept`` asks for it, else

@@ -41,22 +41,16 @@ async def _store(
     if store is not None:
         yield store
         return
-    from secretsync.source import SecretsSource  # noqa: PLC0415 (the AWS stack is heavy)
+    from secretsync.source import open_store  # noqa: PLC0415 (the AWS stack is heavy)
 
-    source = SecretsSource(
-        region=resolve_region(config.aws.region),
-        endpoint_url=config.aws.endpoint_url,
-        max_concurrency=config.aws.concurrency,
-        on_request=metrics.observe_request,
-    )
-    try:
-        await source.start()
-    except SourceError as exc:
-        raise StartupError(str(exc)) from None
-    try:
-        yield source
-    finally:
-        await source.close()
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            opened = await open_store(
+                stack, config.aws, metrics, region=resolve_region(config.aws.region)
+            )
+        except SourceError as exc:
+            raise StartupError(str(exc)) from None
+        yield opened
 
 
 async def dry_run(config: Config, *, store: SecretStore | None = None) -> list[PlannedOutput]:

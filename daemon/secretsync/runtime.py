@@ -211,19 +211,17 @@ class Runtime:
             self._log.info("notify_pending_from_last_run", outputs=replayed)
 
     async def _open_source(self, stack: contextlib.AsyncExitStack) -> SecretStore:
-        from secretsync.source import SecretsSource  # noqa: PLC0415 (the AWS stack is heavy)
+        from secretsync.source import open_store  # noqa: PLC0415 (the AWS stack is heavy)
 
-        source = SecretsSource(
-            region=resolve_region(self.config.aws.region),
-            endpoint_url=self.config.aws.endpoint_url,
-            max_concurrency=self.config.aws.concurrency,
-            on_request=self.metrics.observe_request,
-        )
+        aws = self.config.aws
         try:
-            await stack.enter_async_context(source)
+            store = await open_store(stack, aws, self.metrics, region=resolve_region(aws.region))
         except SourceError as exc:
             raise StartupError(str(exc)) from None
-        return source
+        if aws.failover_region is not None:
+            for secret_id in self.config.secret_ids:
+                self.metrics.failover_active.labels(secret=secret_id).set(0)
+        return store
 
     async def _start_server(self, stack: contextlib.AsyncExitStack) -> None:
         from secretsync.server import MetricsServer, MetricsServerError, Probes  # noqa: PLC0415

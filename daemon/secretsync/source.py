@@ -29,8 +29,18 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from secretsync.config import AwsConfig
+from secretsync.failover import FailoverStore
+from secretsync.metrics import Metrics
 from secretsync.render import SecretValue
-from secretsync.store import THROTTLE_CODES, TRANSIENT_CODES, SourceError
+from secretsync.store import (
+    THROTTLE_CODES,
+    TRANSIENT_CODES,
+    UNAVAILABLE_CODES,
+    Read,
+    SecretStore,
+    SourceError,
+)
 
 RequestObserver = Callable[[str, str], None]
 """Called once per real HTTP attempt (retries included) with (operation, outcome)."""
@@ -45,7 +55,9 @@ def classify(secret_id: str, exc: BaseException) -> SourceError:
         code = str(error.get("Code") or "ClientError")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
         transient = code in TRANSIENT_CODES or status >= 500
-        return SourceError(secret_id, code, str(error.get("Message") or code), transient=transient)
+        unavailable = code in UNAVAILABLE_CODES or (status >= 500 and code not in THROTTLE_CODES)
+        message = str(error.get("Message") or code)
+        return SourceError(secret_id, code, message, transient=transient, unavailable=unavailable)
     if isinstance(exc, NoCredentialsError):
         return SourceError(secret_id, "NoCredentials", str(exc), transient=False)
     if isinstance(
@@ -181,6 +193,14 @@ class SecretsSource:
                 raise classify(secret_id, exc) from None
         return result
 
+    async def read(self, secret_id: str, held_version: str | None) -> Read:
+        """DescribeSecret, then GetSecretValue pinned to the version it reports when that is
+        not ``held_version``. Raises SourceError."""
+        version_id = await self.current_version(secret_id)
+        if version_id == held_version:
+            return Read(version_id, None, self.region)
+        return Read(version_id, await self.fetch(secret_id, version_id), self.region)
+
     async def current_version(self, secret_id: str) -> str:
         """The VersionId staged AWSCURRENT (one DescribeSecret). Raises SourceError."""
         self.describe_calls += 1
@@ -209,3 +229,53 @@ class SecretsSource:
             text=resp.get("SecretString"),
             binary=bytes(binary) if binary is not None else None,
         )
+
+
+async def open_store(
+    stack: contextlib.AsyncExitStack,
+    aws: AwsConfig,
+    metrics: Metrics,
+    *,
+    region: str | None,
+) -> SecretStore:
+    """Start the Secrets Manager client(s) of ``aws`` on ``stack``: the primary region's,
+    and with ``failover_region`` a second one behind a :class:`FailoverStore`.
+
+    ``region`` is the primary region as resolved (config, environment or AWS
+    config file). Raises SourceError ("NoRegion", or a failover region equal to
+    the primary one).
+    """
+    primary = SecretsSource(
+        region=region,
+        endpoint_url=aws.endpoint_url,
+        max_concurrency=aws.concurrency,
+        on_request=metrics.request_observer(region or "default"),
+    )
+    await stack.enter_async_context(primary)
+    if aws.failover_region is None:
+        return primary
+    if aws.failover_region == region:
+        raise SourceError(
+            "",
+            "FailoverRegion",
+            f"aws.failover_region {aws.failover_region} is the primary region",
+            transient=False,
+        )
+    failover = SecretsSource(
+        region=aws.failover_region,
+        endpoint_url=aws.failover_endpoint_url,
+        max_concurrency=aws.concurrency,
+        on_request=metrics.request_observer(aws.failover_region),
+    )
+    await stack.enter_async_context(failover)
+
+    def switched(secret_id: str, on_failover: bool) -> None:
+        metrics.failover_active.labels(secret=secret_id).set(1 if on_failover else 0)
+
+    return FailoverStore(
+        primary,
+        failover,
+        primary_region=region,
+        failover_region=aws.failover_region,
+        on_switch=switched,
+    )

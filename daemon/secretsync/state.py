@@ -27,6 +27,7 @@ class SecretState:
     error: SourceError | None = None
     checked_ok: bool = False  # the last check succeeded
     checked_at: float | None = None  # wall time of the last successful check
+    region: str | None = None  # the region that answered the last successful check
 
     def __repr__(self) -> str:
         return (

@@ -9,6 +9,7 @@ normal interval).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from secretsync.render import SecretValue
@@ -34,6 +35,20 @@ TRANSIENT_CODES = frozenset(
 THROTTLE_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
 )
+# Errors that say the region cannot answer now: worth asking a replica region.
+# Throttling is not one (back off instead), nor is anything permanent.
+UNAVAILABLE_CODES = frozenset(
+    {
+        "ConnectionError",
+        "InternalServiceError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 
 class SourceError(Exception):
@@ -41,23 +56,42 @@ class SourceError(Exception):
 
     safe_message = True
 
-    def __init__(self, secret_id: str, code: str, message: str, *, transient: bool) -> None:
+    def __init__(
+        self,
+        secret_id: str,
+        code: str,
+        message: str,
+        *,
+        transient: bool,
+        unavailable: bool | None = None,
+    ) -> None:
         where = f"secret {secret_id!r}: " if secret_id else ""
         super().__init__(f"{where}{code}: {message}")
         self.secret_id = secret_id
         self.code = code
         self.transient = transient
+        # the region cannot answer (connection, timeout, 5xx): a replica region may
+        self.unavailable = code in UNAVAILABLE_CODES if unavailable is None else unavailable
 
     @property
     def throttled(self) -> bool:
         return self.code in THROTTLE_CODES
 
 
+@dataclass(frozen=True)
+class Read:
+    """One check of a secret: the version staged AWSCURRENT, and its value when it is
+    not the version already held (``value`` None: unchanged). ``region``: who answered."""
+
+    version_id: str
+    value: SecretValue | None
+    region: str | None = None
+
+
 class SecretStore(Protocol):
-    """A source of secret versions. Both calls raise :class:`SourceError` and nothing else."""
+    """A source of secret versions. Raises :class:`SourceError` and nothing else."""
 
-    async def current_version(self, secret_id: str) -> str:
-        """The version id staged ``AWSCURRENT`` (cheap: no value is transferred)."""
-
-    async def fetch(self, secret_id: str, version_id: str) -> SecretValue:
-        """The value of exactly ``version_id`` (never "whatever is current now")."""
+    async def read(self, secret_id: str, held_version: str | None) -> Read:
+        """Check one secret: the version staged ``AWSCURRENT`` (cheap), and, only when it
+        is not ``held_version``, the value of exactly that version (never "whatever is
+        current now", so a rotation between the two calls cannot mix versions)."""

@@ -246,10 +246,11 @@ class Syncer:
         with the next retry time.
         """
         try:
-            version_id = await self.store.current_version(st.secret_id)
-            changed = version_id != st.version_id or st.value is None
-            if changed:
-                value = await self.store.fetch(st.secret_id, version_id)
+            held = st.version_id if st.value is not None else None
+            read = await self.store.read(st.secret_id, held)
+            version_id, value = read.version_id, read.value
+            changed = value is not None
+            if value is not None:
                 logs.hold_secret(st.secret_id, leaf_strings(value))
                 previous, st.value, st.version_id = st.version_id, value, version_id
                 self.metrics.secret_changes.labels(secret=st.secret_id).inc()
@@ -267,7 +268,7 @@ class Syncer:
             self._record_failure(st, error)
             return False
         st.error, st.checked_ok, st.failures, st.retry_at = None, True, 0, 0.0
-        st.checked_at = self._wall()
+        st.checked_at, st.region = self._wall(), read.region
         return changed
 
     def _record_failure(self, st: SecretState, exc: SourceError) -> None:

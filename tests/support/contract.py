@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # family name (as prometheus_client's parser names it) → (type, label names)
 CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
-    "secretsync_aws_requests": ("counter", frozenset({"operation", "outcome"})),
+    "secretsync_aws_requests": ("counter", frozenset({"operation", "outcome", "region"})),
     "secretsync_secret_changes": ("counter", frozenset({"secret"})),
     "secretsync_file_writes": ("counter", frozenset({"path"})),
     "secretsync_sync_errors": ("counter", frozenset({"path", "reason"})),
@@ -19,6 +19,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "secretsync_secret_version_info": ("gauge", frozenset({"secret", "version_id"})),
     "secretsync_output_applied": ("gauge", frozenset({"path"})),
     "secretsync_push_messages": ("counter", frozenset({"outcome"})),
+    "secretsync_failover_active": ("gauge", frozenset({"secret"})),
 }
 
 # The standard collectors of prometheus_client next to the contract: ``process_*``

@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from secretsync.render import SecretValue
-from secretsync.store import SourceError
+from secretsync.store import Read, SourceError
 
 THROTTLED = ("ThrottlingException", "Rate exceeded", True)
 SERVER_ERROR = ("InternalServiceError", "injected", True)
@@ -31,6 +31,7 @@ class MemoryStore:
         self.fetched: list[tuple[str, str]] = []
         self.faults: dict[str | None, tuple[str, str, bool]] = {}  # None: every secret
         self.hang = False
+        self.region = "us-east-1"
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -82,6 +83,12 @@ class MemoryStore:
         if secret_id not in self.current:
             code, message, transient = NOT_FOUND
             raise SourceError(secret_id, code, message, transient=transient)
+
+    async def read(self, secret_id: str, held_version: str | None) -> Read:
+        version_id = await self.current_version(secret_id)
+        if version_id == held_version:
+            return Read(version_id, None, self.region)
+        return Read(version_id, await self.fetch(secret_id, version_id), self.region)
 
     async def current_version(self, secret_id: str) -> str:
         await self._enter("DescribeSecret", secret_id)
