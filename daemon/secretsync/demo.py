@@ -6,7 +6,13 @@ based on sync.yaml.example, starts a stand-in "Java app" that reloads on
 SIGHUP, runs the real daemon (``secretsync run``, the same code path as
 production) and rotates a secret every few seconds, printing a timeline:
 rotated → file rewritten → app signalled, with the measured latency.
-Everything it starts is stopped on Ctrl-C. It only ever talks to 127.0.0.1.
+It only ever talks to 127.0.0.1.
+
+However it ends, it stops everything it started: on Ctrl-C (SIGINT), SIGTERM
+or SIGHUP (its terminal closed), when its output goes away, on an error, and
+when the daemon or the app exits on its own. Killed with SIGKILL, the demo
+takes the emulator (a thread) with it, and the kernel sends its children
+SIGTERM (Linux; see :mod:`secretsync.demoapp`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import queue
 import secrets
@@ -24,12 +31,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+
+from secretsync.demoapp import Child
 
 KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
 SR_ID = "/confluent_cloud_resource/schema_registry_cluster/java_client"
@@ -50,17 +58,17 @@ DEMO_ENV = {
 }
 MISSING_MOTO = (
     "secretsync demo needs the embedded Secrets Manager emulator (moto).\n"
-    "Install it with:  pip install 'secretsync-sidecar[demo]'\n"
-    "(or run `make demo` in the repository)"
+    "Install it with:  pip install 'secretsync-sidecar[demo]'"
+    "   (or run `make demo` in the repository)"
 )
 
 
 class DemoError(Exception):
-    """The demo cannot start; the message says why and what to do."""
+    """The demo cannot start or go on; the message says why and what to do."""
 
 
 class Interrupted(Exception):
-    """Ctrl-C arrived while the demo was waiting for something."""
+    """A stop was asked for (a signal, or the output went away) while the demo waited."""
 
 
 def kafka_value() -> dict[str, str]:
@@ -102,6 +110,32 @@ def demo_config(directory: Path, endpoint: str, port: int, interval_s: float) ->
     return data
 
 
+def shown(path: Path, cwd: Path | None) -> str:
+    """``path`` relative to ``cwd`` when it is inside it (``secretsync-demo/sync.yaml``),
+    else absolute. Both should be resolved; ``cwd`` None (it was deleted) gives absolute."""
+    if cwd is not None:
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(cwd))
+    return str(path)
+
+
+def _emit(stream: TextIO, text: str) -> bool:
+    """Print ``text``; False if the stream is gone (terminal closed: EIO; reader gone: EPIPE).
+
+    A dead stream's file descriptor is pointed at /dev/null, so that what is still
+    buffered cannot fail again when Python flushes it at exit (which exits with 120).
+    """
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):  # io.UnsupportedOperation: no fd
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+        return False
+    return True
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,23 +151,11 @@ def _port_free(port: int) -> bool:
         return True
 
 
-@dataclass
-class _Child:
-    name: str
-    proc: subprocess.Popen[str]
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=timeout_s)
-
-
 class Demo:
-    """Owns the emulator, the stand-in app and the daemon; ``run()`` until interrupted."""
+    """Owns the emulator, the stand-in app and the daemon; ``run()`` until interrupted.
+
+    ``rotate_every_s`` must be a positive, finite number of seconds (ValueError).
+    """
 
     def __init__(
         self,
@@ -144,13 +166,23 @@ class Demo:
         out: TextIO | None = None,
         stop: threading.Event | None = None,
     ) -> None:
+        if not (rotate_every_s > 0 and math.isfinite(rotate_every_s)):
+            raise ValueError(f"rotate_every_s must be more than 0 seconds, got {rotate_every_s}")
         self.stop = stop or threading.Event()
         self.directory = directory.resolve()
         self.rotate_every_s = rotate_every_s
+        # The daemon polls five times per rotation, at most once a second; every wait
+        # for it is bounded by that interval, never by the (possibly tiny) period.
+        self.poll_interval_s = max(1.0, rotate_every_s / 5)
+        self.sync_timeout_s = max(30.0, 4 * self.poll_interval_s)
         self.port = port
         self.out = out or sys.stdout
         self.rotations = 0
-        self._children: list[_Child] = []
+        self.running = False  # everything has started
+        self.files: list[Path] = []
+        self._cwd: Path | None = None
+        self._muted = False
+        self._children: list[Child] = []
         self._server: Any = None
         self._client: Any = None
         self._app_lines: queue.Queue[tuple[float, str]] = queue.Queue()
@@ -159,7 +191,14 @@ class Demo:
         return f"Demo(directory={str(self.directory)!r}, rotations={self.rotations})"
 
     def say(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        """Print a line; if nobody can read it any more, stop the demo (and print no more)."""
+        if not self._muted and not _emit(self.out, text):
+            self._muted = True
+            self.stop.set()
+
+    def complain(self, text: str) -> None:
+        """Print an error line on stderr (quietly nothing if stderr is gone)."""
+        _emit(sys.stderr, f"secretsync demo: {text}")
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -183,9 +222,9 @@ class Demo:
         self.say(f"    {KAFKA_ID}\n    {SR_ID}")
         return endpoint
 
-    def _spawn(self, name: str, args: list[str], **kwargs: Any) -> _Child:
-        proc = subprocess.Popen([sys.executable, *args], text=True, **kwargs)
-        child = _Child(name, proc)
+    def _spawn(self, name: str, args: list[str], log: str | None = None, **popen: Any) -> Child:
+        self._check()  # a stop that arrived during start-up: start nothing more
+        child = Child.spawn(name, args, log, **popen)
         self._children.append(child)
         return child
 
@@ -197,30 +236,34 @@ class Demo:
         """Start emulator, app and daemon, and wait for the first files. Raises DemoError."""
         if not _port_free(self.port):
             raise DemoError(f"port {self.port} is in use on 127.0.0.1; pick another with --port")
+        with contextlib.suppress(OSError):  # no current directory: absolute paths
+            self._cwd = Path.cwd().resolve()
         self.directory.mkdir(parents=True, exist_ok=True)
         endpoint = self._start_emulator()
-        config = demo_config(self.directory, endpoint, self.port, max(1.0, self.rotate_every_s / 5))
+        config = demo_config(self.directory, endpoint, self.port, self.poll_interval_s)
         config_path = self.directory / "sync.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         self.files = [Path(o["path"]) for o in config["outputs"]]
-        self.say(f"● wrote {config_path} (from sync.yaml.example)")
+        self.say(f"● wrote {shown(config_path, self._cwd)} (from sync.yaml.example)")
 
         log_path = self.directory / "secretsync.log"
         with log_path.open("w") as log:
             daemon = self._spawn(
-                "secretsync",
+                "the daemon (secretsync run, pid {pid})",
                 ["-m", "secretsync", "run", "-c", str(config_path), "--log-format", "json"],
+                log=shown(log_path, self._cwd),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C is ours to handle; we stop it with SIGTERM
             )
-        self.say(f"● secretsync run started (pid {daemon.proc.pid}, logs: {log_path})")
-        self._wait(lambda: all(p.exists() for p in self.files), 30, "the first sync")
+        self.say(f"● secretsync run started (pid {daemon.proc.pid}, logs: {daemon.log})")
+        self._wait(
+            lambda: all(p.exists() for p in self.files), self.sync_timeout_s, "the first sync"
+        )
         for path in self.files:
-            self.say(f"    {path}  mode {path.stat().st_mode & 0o777:04o}")
+            self.say(f"    {shown(path, self._cwd)}  mode {path.stat().st_mode & 0o777:04o}")
 
         app = self._spawn(
-            "app",
+            "the stand-in app (pid {pid})",
             [
                 "-m",
                 "secretsync.demoapp",
@@ -229,25 +272,43 @@ class Demo:
                 *map(str, self.files),
             ],
             stdout=subprocess.PIPE,
-            start_new_session=True,
         )
         assert app.proc.stdout is not None
         threading.Thread(target=self._read_app, args=(app.proc.stdout,), daemon=True).start()
-        self._wait((self.directory / "app.pid").exists, 10, "the stand-in app")
+        self._wait((self.directory / "app.pid").exists, 30, "the stand-in app")
         self.say(f"● stand-in Java app started (pid {app.proc.pid}), reloads on SIGHUP")
         self.say(f"● metrics: http://127.0.0.1:{self.port}/metrics  (also /healthz /readyz)")
+        self.running = True
 
-    def _wait(self, predicate: Any, timeout_s: float, what: str) -> None:
+    def _check(self) -> None:
+        """Raise Interrupted once a stop was asked for, DemoError once a child has ended."""
+        if self.stop.is_set():
+            raise Interrupted
+        for child in self._children:
+            how = child.ended()
+            if how is not None:
+                log = f"; its log: {child.log}" if child.log else ""
+                raise DemoError(f"{child.name} stopped unexpectedly: {how}{log}")
+
+    def _wait(self, predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+        """Wait for ``predicate``, checking for stops and dead children meanwhile."""
         deadline = time.monotonic() + timeout_s
-        while not predicate():
-            if self.stop.is_set():
-                raise Interrupted
-            for child in self._children:
-                if child.proc.poll() is not None:
-                    raise DemoError(f"{child.name} exited with code {child.proc.returncode}")
-            if time.monotonic() > deadline:
+        while True:
+            self._check()
+            if predicate():
+                return
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
                 raise DemoError(f"timed out after {timeout_s:g}s waiting for {what}")
-            time.sleep(0.05)
+            self.stop.wait(min(0.05, left_s))
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, checking for stops and dead children meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (left_s := deadline - time.monotonic()) > 0:
+            self._check()
+            self.stop.wait(min(0.1, left_s))
+        self._check()
 
     # -- the rotation loop -------------------------------------------------------------
 
@@ -268,9 +329,9 @@ class Demo:
         def digest() -> str:
             return hashlib.sha256(watched.read_bytes()).hexdigest()[:8]
 
-        self._wait(lambda: digest() != before, self.rotate_every_s * 4, "the file to change")
+        self._wait(lambda: digest() != before, self.sync_timeout_s, "the file to change")
         written_s = time.monotonic() - started
-        signalled_s = self._wait_app_reload(watched.name, digest(), self.rotate_every_s * 4)
+        signalled_s = self._wait_app_reload(watched.name, digest(), self.sync_timeout_s)
         self.say(
             f"{time.strftime('%H:%M:%S')}  {rotated} → {watched.name} rewritten "
             f"+{written_s:.2f}s → app signalled +{signalled_s - started:.2f}s"
@@ -279,11 +340,10 @@ class Demo:
     def _wait_app_reload(self, name: str, digest: str, timeout_s: float) -> float:
         deadline = time.monotonic() + timeout_s
         while True:
-            if self.stop.is_set():
-                raise Interrupted
+            self._check()
             try:
                 at, line = self._app_lines.get(
-                    timeout=min(0.2, max(0.0, deadline - time.monotonic()))
+                    timeout=min(0.1, max(0.0, deadline - time.monotonic()))
                 )
             except queue.Empty:
                 if time.monotonic() > deadline:
@@ -293,24 +353,37 @@ class Demo:
                 return at
 
     def run(self) -> None:
-        """Rotate every ``rotate_every_s`` until ``self.stop`` is set."""
+        """Rotate every ``rotate_every_s``; raises Interrupted on a stop, DemoError on a failure.
+
+        A period shorter than a rotation takes means rotations follow each other.
+        """
         self.say(f"● rotating a secret every {self.rotate_every_s:g}s; Ctrl-C to stop\n")
-        while not self.stop.wait(self.rotate_every_s):
+        while True:
+            self._pause(self.rotate_every_s)
             self.rotate_once()
 
-    def close(self) -> None:
-        """Stop everything this demo started, the daemon first."""
-        for child in reversed(self._children):
-            child.stop()
-        self._children.clear()
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+    def close(self) -> bool:
+        """Stop everything this demo started, the daemon first (so it never signals a
+        stopped app), then the app and the emulator. True if anything had been started."""
+        started = bool(self._children) or self._server is not None
+        try:
+            for child in self._children:
+                child.stop()
+        finally:
+            if self._children:  # an app killed with SIGKILL could not remove its pidfile
+                (self.directory / "app.pid").unlink(missing_ok=True)
+            self._children.clear()
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+        return started
 
 
 @contextlib.contextmanager
 def _interrupts(stop: threading.Event) -> Iterator[None]:
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP: the terminal was closed. The children are in sessions of their own,
+    # so no signal from the terminal reaches them: stopping them is our job.
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for signum in previous:
         signal.signal(signum, lambda *_: stop.set())
     try:
@@ -321,9 +394,16 @@ def _interrupts(stop: threading.Event) -> Iterator[None]:
 
 
 def run_demo(directory: Path, *, rotate_every_s: float, port: int) -> int:
-    """Run the demo until SIGINT/SIGTERM. Returns an exit code (2: cannot start)."""
+    """Run the demo until SIGINT, SIGTERM or SIGHUP, or until something fails.
+
+    Returns an exit code: 0 when stopped that way (or because its output went
+    away), 2 when it cannot start, 1 when it fails later, e.g. the daemon or the
+    app exited. Every way out first stops all it started. Raises ValueError,
+    before starting anything, unless ``rotate_every_s`` is positive and finite.
+    """
     stop = threading.Event()
     demo = Demo(directory, rotate_every_s=rotate_every_s, port=port, stop=stop)
+    code = 0
     with _interrupts(stop):
         try:
             demo.start()
@@ -331,9 +411,12 @@ def run_demo(directory: Path, *, rotate_every_s: float, port: int) -> int:
         except Interrupted:
             pass
         except DemoError as exc:
-            print(f"secretsync demo: {exc}", file=sys.stderr)
-            return 2 if demo.rotations == 0 else 1
+            demo.complain(str(exc))
+            code = 1 if demo.running else 2
+        except Exception as exc:  # still stop everything; the type only: a text may hold data
+            demo.complain(f"unexpected {type(exc).__name__}, stopping")
+            code = 1
         finally:
-            demo.close()
-    demo.say("\n● stopped: daemon, app and local Secrets Manager are down")
-    return 0
+            if demo.close():
+                demo.say("\n● stopped: daemon, app and local Secrets Manager are down")
+    return code
