@@ -179,7 +179,7 @@ def test_demo_keeps_up_with_a_very_short_period(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        ("0", "argument --rotate-every: must be more than 0"),
+        ("0", 'argument --rotate-every: must be more than 0; expected a duration such as "500ms"'),
         ("abc", 'argument --rotate-every: expected a duration such as "500ms", "30s", "5m"'),
     ],
 )

@@ -41,7 +41,10 @@ def _positive_duration(text: str) -> float:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
+        raise argparse.ArgumentTypeError(
+            'must be more than 0; expected a duration such as "500ms", "30s", "5m", "1h" '
+            "or a number of seconds"
+        )
     return value
 
 
