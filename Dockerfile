@@ -5,17 +5,25 @@
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
-# -- build: wheels for secretsync and every dependency, then a venv from them -------------
+# -- build: a venv with the locked dependencies, then secretsync itself ---------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
+# Dependencies first, from the lock only (exact versions, every file's hash checked),
+# so this layer is reused until requirements.lock changes (`make lock`).
+COPY requirements.lock ./
+RUN python -m venv --without-pip /opt/secretsync \
+ && pip --python /opt/secretsync/bin/python install \
+      --require-hashes --no-deps --only-binary=:all: -r requirements.lock
+# Then the project, without resolving anything again; `pip check` fails the build
+# if the lock misses a dependency of secretsync or of a locked package.
 COPY pyproject.toml README.md CHANGELOG.md sync.yaml.example ./
 COPY daemon ./daemon
-RUN pip wheel --wheel-dir /wheels . \
- && python -m venv --without-pip /opt/secretsync \
- && pip --python /opt/secretsync/bin/python install --no-index --find-links /wheels /wheels/secretsync_sidecar-*.whl \
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip --python /opt/secretsync/bin/python install --no-deps --no-index /wheels/secretsync_sidecar-*.whl \
+ && pip --python /opt/secretsync/bin/python check \
  && /opt/secretsync/bin/python -m compileall -q /opt/secretsync
 
 # -- runtime: the same Python, the venv, nothing else ---------------------------------
@@ -32,11 +40,20 @@ LABEL org.opencontainers.image.title="secretsync" \
 
 # A fixed numeric uid/gid, so Kubernetes runAsNonRoot can check it and volumes
 # can be prepared for it; no home directory, no shell.
+# /etc/kafka, the output directory, is owned by 10001:10001 with mode 0750: the
+# app reads the files as the same uid (both ECS containers and both pod
+# containers run as 10001), nobody else gets in.
 RUN groupadd --system --gid 10001 secretsync \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin secretsync \
  && install -d -o 10001 -g 10001 -m 0750 /etc/kafka \
  && install -d -m 0755 /etc/secretsync
+# Declared after the directory exists with its owner: a new Docker volume (and an
+# ECS task volume without host.sourcePath, on Fargate too) mounted here starts as
+# a copy of it, 10001:10001 0750, instead of root:root 0755, which uid 10001
+# cannot write. Bind mounts of a host directory get no such copy (ecs/README.md).
+# Nothing may be added under /etc/kafka after this line.
+VOLUME ["/etc/kafka"]
 
 COPY --from=build /opt/secretsync /opt/secretsync
 COPY sync.yaml.example /usr/share/doc/secretsync/sync.yaml.example

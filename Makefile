@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo clean image-test bench
+.PHONY: test lint typecheck pytest demo clean image-test bench lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,29 @@ $(AWS_VENV)/bin/aws:
 
 bench: $(STAMP) $(AWS_VENV)/bin/aws
 	$(BIN)/python -m bench.bench
+
+# Regenerate requirements.lock: the image's runtime dependencies (pyproject's
+# [project] dependencies, transitively) at exact versions with the sha256 of every
+# file PyPI has for them, resolved for CPython 3.11 on Linux from PyPI only (no
+# local index or find-links). Then prove that pip finds a hash-matching wheel of
+# every pin for both image architectures, x86_64 and aarch64 (manylinux2014 up to
+# glibc 2.36, Debian bookworm's).
+UV_VERSION ?= 0.13.8
+lock: | $(BIN)/python
+	$(BIN)/pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip compile pyproject.toml --quiet --no-config --generate-hashes \
+	  --python-version 3.11 --python-platform linux --default-index https://pypi.org/simple \
+	  --custom-compile-command "make lock" --output-file requirements.lock
+	set -e; for arch in x86_64 aarch64; do \
+	  platforms="--platform manylinux2014_$$arch"; \
+	  for minor in $$(seq 17 36); do platforms="$$platforms --platform manylinux_2_$${minor}_$$arch"; done; \
+	  dir=$$(mktemp -d); \
+	  PIP_CONFIG_FILE=/dev/null $(BIN)/pip --isolated download --quiet --dest "$$dir" \
+	    --index-url https://pypi.org/simple --no-deps --only-binary=:all: --require-hashes \
+	    --implementation cp --python-version 3.11 $$platforms -r requirements.lock; \
+	  echo "requirements.lock: $$(ls "$$dir" | wc -l) wheels for linux/$$arch, every hash matches"; \
+	  rm -rf "$$dir"; \
+	done
 
 demo: $(STAMP)
 	$(BIN)/secretsync demo

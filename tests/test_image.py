@@ -3,11 +3,13 @@
 Base images cannot be pulled here, so the test makes its own: a Debian
 bookworm root file system from ``debootstrap`` with Python 3.11, pip and venv,
 imported as a local image and passed as ``--build-arg PYTHON_IMAGE``. The
-build stage reaches PyPI for the dependencies. It then checks the image
-config (user, entrypoint, cmd, port, health check, labels) and runs
-``secretsync once`` in a container as uid 10001 against moto on 127.0.0.1,
-with sync.yaml and the output directory mounted where the Dockerfile and the
-manifests put them.
+build stage reaches PyPI for the dependencies, hash-checked against
+requirements.lock. It then checks the image config (user, entrypoint, cmd,
+port, health check, labels, the output volume), the output directory's owner
+in the image's file system, that the venv holds exactly the locked versions,
+and runs ``secretsync once`` in a container as uid 10001 against moto on
+127.0.0.1, with sync.yaml and the output directory mounted where the
+Dockerfile and the manifests put them.
 
 Takes about a minute and a half and needs root, buildah and debootstrap; it
 runs only when ``SECRETSYNC_IMAGE_TEST=1``. CI lints the Dockerfile instead.
@@ -26,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.conftest import REPO, Moto, example_config, write_yaml
+from tests.support.lockfile import parse_lock
 
 pytestmark = [
     pytest.mark.skipif(
@@ -128,6 +132,51 @@ def test_image_config_matches_the_contract(image: tuple[Buildah, dict[str, Any]]
     assert config["Healthcheck"]["Test"] == ["CMD", "secretsync", "health"]
     assert config["Labels"]["org.opencontainers.image.version"] == "0.1.0"
     assert config["Labels"]["org.opencontainers.image.title"] == "secretsync"
+    # a new Docker/ECS volume at the output directory is initialised from the image
+    assert set(config["Volumes"]) == {"/etc/kafka"}
+
+
+def test_output_directory_in_the_image_is_owned_by_10001(
+    image: tuple[Buildah, dict[str, Any]],
+) -> None:
+    # What a new volume at /etc/kafka is initialised from: owner and mode included.
+    buildah, _inspect = image
+    container = buildah("from", "--pull-never", IMAGE).strip()
+    try:
+        root = Path(buildah("mount", container).strip())
+        st = os.stat(root / "etc/kafka")
+        assert (st.st_uid, st.st_gid) == (10001, 10001)
+        assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o750
+        assert list((root / "etc/kafka").iterdir()) == []
+        buildah("umount", container)
+    finally:
+        buildah("rm", container)
+
+
+def test_image_holds_exactly_the_locked_dependencies(
+    image: tuple[Buildah, dict[str, Any]],
+) -> None:
+    buildah, _inspect = image
+    container = buildah("from", "--pull-never", IMAGE).strip()
+    try:
+        listing = buildah(
+            "run",
+            "--isolation",
+            "chroot",
+            container,
+            "--",
+            "python",
+            "-c",
+            "import importlib.metadata as m, json;"
+            "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))",
+            timeout_s=120,
+        )
+    finally:
+        buildah("rm", container)
+    installed = {canonicalize_name(n): v for n, v in json.loads(listing).items()}
+    pins, _other = parse_lock((REPO / "requirements.lock").read_text())
+    assert installed.pop("secretsync-sidecar") == "0.1.0"
+    assert installed == {pin.name: pin.version for pin in pins}
 
 
 def test_image_syncs_as_uid_10001_into_the_output_volume(

@@ -22,9 +22,21 @@ import yaml
 
 from secretsync.config import Config, parse_config
 from tests.conftest import REPO
+from tests.support.dockerfile import install_dirs
+from tests.support.kustomize import (
+    SAMPLE_DEPLOYMENT,
+    by_kind,
+    named_yaml_blocks,
+    render,
+    validate,
+)
+from tests.support.lockfile import parse_lock, project_dependencies, runtime_closure
 
 PKG = REPO / "packaging"
 UNIT = PKG / "systemd" / "secretsync.service"
+APP_DROP_IN = PKG / "systemd" / "kafka-app.service.d" / "secretsync.conf"
+LOCK = REPO / "requirements.lock"
+K8S = PKG / "kubernetes"
 EXAMPLE = yaml.safe_load((REPO / "sync.yaml.example").read_text())
 EXAMPLE_OUTPUTS = [out["path"] for out in EXAMPLE["outputs"]]
 EXAMPLE_SECRETS = sorted({s["id"] for out in EXAMPLE["outputs"] for s in out["secrets"]})
@@ -138,6 +150,72 @@ def test_systemd_readme_documents_the_knobs_and_the_install() -> None:
         assert needle in text, needle
 
 
+def drop_in_units(text: str) -> dict[str, set[str]]:
+    """[Unit] dependency directives of a drop-in: key -> the unit names listed."""
+    deps: dict[str, set[str]] = {}
+    for section, key, value in unit_entries(text):
+        if section == "Unit":
+            deps.setdefault(key, set()).update(value.split())
+    return deps
+
+
+def test_app_drop_in_requires_secretsync_and_starts_after_it() -> None:
+    # Requires= + After=: the app's start waits for secretsync's READY=1 (first
+    # complete sync) and fails if secretsync's start fails. Wants= would only
+    # order (the app would start without its files); BindsTo= would also stop
+    # the app whenever secretsync stops (README explains the choice).
+    deps = drop_in_units(APP_DROP_IN.read_text())
+    assert "secretsync.service" in deps.get("Requires", set()), deps
+    assert "secretsync.service" in deps.get("After", set()), deps
+    assert "secretsync.service" not in deps.get("Wants", set()), "Wants= does not gate the start"
+    assert "secretsync.service" not in deps.get("BindsTo", set()), "see README: Requires="
+    assert "secretsync.service" not in deps.get("Before", set())
+    # what After= waits for: READY=1, sent after the first complete sync
+    assert unit_value("Type") == ["notify"]
+
+
+def test_systemd_readme_ships_the_drop_in_and_explains_requires() -> None:
+    text = (PKG / "systemd" / "README.md").read_text()
+    assert "(kafka-app.service.d/secretsync.conf)" in text, "link the shipped drop-in"
+    assert "Requires=secretsync.service" in text
+    assert "Wants=secretsync.service\n" not in text, "the old, non-gating drop-in"
+    for needle in ("Not `Wants=`", "Not `BindsTo=`", "systemctl reload secretsync"):
+        assert needle in text, needle
+
+
+def verify_app_with_drop_in(unit_dir: Path) -> subprocess.CompletedProcess[str]:
+    """systemd-analyze verify on a minimal kafka-app.service with the shipped drop-in,
+    in ``unit_dir`` (verify looks for drop-ins and dependencies next to the unit)."""
+    app = unit_dir / "kafka-app.service"
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    app.write_text(
+        "[Unit]\nDescription=stand-in for the Kafka app\n\n"
+        f"[Service]\nExecStart={sleep} infinity\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+    drop_in_dir = unit_dir / "kafka-app.service.d"
+    drop_in_dir.mkdir(exist_ok=True)
+    shutil.copy(APP_DROP_IN, drop_in_dir / "secretsync.conf")
+    analyze = tool("systemd-analyze")
+    targets = [str(app)] + [str(u) for u in unit_dir.glob("secretsync.service")]
+    return subprocess.run([analyze, "verify", *targets], capture_output=True, text=True, timeout=60)
+
+
+def test_app_drop_in_passes_systemd_analyze_verify(unit_for_test: Path) -> None:
+    result = verify_app_with_drop_in(unit_for_test.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+
+
+def test_verify_reads_the_drop_in_and_resolves_its_requirement(tmp_path: Path) -> None:
+    # Without secretsync.service next to it, verify must complain about the
+    # Requires= of the drop-in: proof that the check above saw the drop-in.
+    result = verify_app_with_drop_in(tmp_path)
+    assert result.returncode != 0
+    assert "secretsync.service not found" in result.stderr, result.stderr
+
+
 # -- Dockerfile -------------------------------------------------------------------------------
 
 
@@ -200,7 +278,14 @@ def test_dockerignore_keeps_the_context_small() -> None:
     lines = (REPO / ".dockerignore").read_text().split()
     assert lines[lines.index("*") :][0] == "*", "everything is excluded first"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "CHANGELOG.md", "sync.yaml.example", "daemon"}
+    assert allowed == {
+        "requirements.lock",
+        "pyproject.toml",
+        "README.md",
+        "CHANGELOG.md",
+        "sync.yaml.example",
+        "daemon",
+    }
     copied = {
         part.rstrip("/").removeprefix("./")
         for word, rest in dockerfile_instructions(REPO / "Dockerfile")
@@ -208,6 +293,109 @@ def test_dockerignore_keeps_the_context_small() -> None:
         for part in rest.split()[:-1]
     }
     assert copied <= allowed
+
+
+def runtime_stage(path: Path) -> list[tuple[str, str]]:
+    ins = dockerfile_instructions(path)
+    return ins[max(i for i, (w, _) in enumerate(ins) if w == "FROM") :]
+
+
+def build_stage(path: Path) -> list[tuple[str, str]]:
+    ins = dockerfile_instructions(path)
+    froms = [i for i, (w, _) in enumerate(ins) if w == "FROM"]
+    return ins[froms[0] : froms[1]]
+
+
+def test_output_dir_is_owned_by_the_user_before_it_is_declared_a_volume() -> None:
+    # Docker (and ECS, for a task volume without host.sourcePath) initialises a new
+    # volume from the image's directory at the mount point, owner and mode
+    # included, but only for a path the image declares as VOLUME. Without it, the
+    # volume is root:root 0755 and uid 10001 cannot write its files.
+    runtime = runtime_stage(REPO / "Dockerfile")
+    volumes = [(i, json.loads(rest)) for i, (w, rest) in enumerate(runtime) if w == "VOLUME"]
+    assert [paths for _, paths in volumes] == [["/etc/kafka"]], "one VOLUME, JSON form"
+    ((volume_at, _),) = volumes
+    example_dirs = {str(PurePosixPath(p).parent) for p in EXAMPLE_OUTPUTS}
+    assert example_dirs == {"/etc/kafka"}
+
+    made = {
+        d.path: (i, d)
+        for i, (w, rest) in enumerate(runtime)
+        if w == "RUN"
+        for d in install_dirs(rest)
+    }
+    assert "/etc/kafka" in made, "create the directory with install -d -o -g -m"
+    made_at, directory = made["/etc/kafka"]
+    assert made_at < volume_at, "the directory must exist, owned, before VOLUME"
+    user = [rest for w, rest in runtime if w == "USER"][-1]
+    uid, gid = user.split(":")
+    assert (directory.owner, directory.group) == (uid, gid) == ("10001", "10001")
+    mode = int(directory.mode or "0755", 8)
+    assert mode & 0o700 == 0o700, "the owner writes (atomic renames in the directory)"
+    assert mode & 0o007 == 0, "nobody else gets in"
+    # build steps after VOLUME must not put anything there (discarded or unowned)
+    for word, rest in runtime[volume_at + 1 :]:
+        if word in {"COPY", "ADD"}:
+            assert not rest.split()[-1].startswith("/etc/kafka"), rest
+        if word == "RUN":
+            assert "/etc/kafka" not in rest, rest
+
+
+def test_ecs_image_inherits_the_volume_and_adds_nothing_to_it() -> None:
+    ins = dockerfile_instructions(PKG / "ecs" / "Dockerfile")
+    assert [w for w, _ in ins if w == "VOLUME"] == [], "the base image declares it"
+    for word, rest in ins:
+        if word in {"COPY", "ADD", "RUN"}:
+            assert "/etc/kafka" not in rest, rest
+
+
+def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    pins, other = parse_lock(LOCK.read_text())
+    assert other == [], "only name==version requirements: no index, find-links or ranges"
+    by_name = {pin.name: pin for pin in pins}
+    assert len(by_name) == len(pins), "each package once"
+    for pin in pins:
+        assert pin.hashes, f"{pin.name}: no --hash"
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!]*", pin.version), pin.text
+        assert ";" not in pin.text, f"{pin.name}: the image's platforms need no markers"
+    # every direct dependency, at a version pyproject allows
+    direct = project_dependencies(REPO / "pyproject.toml")
+    for req in direct:
+        pin = by_name.get(req.name.lower().replace("_", "-"))
+        assert pin is not None, f"{req.name} (pyproject) is not locked"
+        assert req.specifier.contains(pin.version, prereleases=True), (req, pin.version)
+    # and everything they need, transitively (extras followed, image markers)
+    reached, unexpanded = runtime_closure(direct, by_name)
+    missing = reached - set(by_name)
+    assert not missing, f"not in requirements.lock (run `make lock`): {sorted(missing)}"
+    if not unexpanded:  # this venv has the locked versions: the lock has nothing extra
+        assert set(by_name) == reached, sorted(set(by_name) - reached)
+    # nothing unexplained: each pin is needed by pyproject or by another pin
+    for pin in pins:
+        assert pin.via, f"{pin.name}: no '# via'"
+        for parent in pin.via:
+            name = parent.split()[0]
+            assert name == "secretsync-sidecar" or name in by_name, (pin.name, parent)
+
+
+def test_dockerfile_installs_the_lock_with_hashes_before_the_source() -> None:
+    build = build_stage(REPO / "Dockerfile")
+    copies = [i for i, (w, rest) in enumerate(build) if w == "COPY"]
+    (lock_at,) = [i for i in copies if build[i][1].split()[:-1] == ["requirements.lock"]]
+    (source_at,) = [i for i in copies if build[i][1].split()[0] == "daemon"]
+    runs = [(i, rest) for i, (w, rest) in enumerate(build) if w == "RUN"]
+    lock_installs = [(i, rest) for i, rest in runs if "-r requirements.lock" in rest]
+    assert len(lock_installs) == 1
+    install_at, install = lock_installs[0]
+    # the dependency layer sits between the lock and the source: cached across
+    # source changes, rebuilt when the lock changes
+    assert lock_at < install_at < source_at
+    for flag in ("--require-hashes", "--no-deps", "--only-binary=:all:"):
+        assert flag in install, flag
+    (project,) = [rest for i, rest in runs if i > source_at and "secretsync_sidecar-" in rest]
+    assert "--no-deps" in project and "--no-index" in project, "resolve nothing twice"
+    assert "pip wheel --no-deps" in project
+    assert re.search(r"pip --python \S+ check", project), "a missing dependency fails the build"
 
 
 # -- Kubernetes -----------------------------------------------------------------------------
@@ -347,6 +535,190 @@ def test_service_account_carries_the_irsa_role() -> None:
     assert sub.endswith(":" + sa["metadata"]["name"])
 
 
+def trust_subject() -> tuple[str, str]:
+    """(namespace, service account) the IRSA trust policy admits."""
+    trust = json.loads((PKG / "iam" / "trust-eks-irsa.json").read_text())
+    (sub,) = [
+        v
+        for st in trust["Statement"]
+        for k, v in st["Condition"]["StringEquals"].items()
+        if k.endswith(":sub")
+    ]
+    match = re.fullmatch(r"system:serviceaccount:([a-z0-9-]+):([a-z0-9.-]+)", sub)
+    assert match, sub
+    return match.group(1), match.group(2)
+
+
+def kustomization() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    return data
+
+
+def test_namespace_is_the_one_the_irsa_trust_policy_admits() -> None:
+    namespace, account = trust_subject()
+    assert kustomization()["namespace"] == namespace
+    assert k8s_objects()["ServiceAccount"]["metadata"]["name"] == account
+    spec, _sidecar, _app = pod_parts()
+    assert spec["serviceAccountName"] == account
+    # no manifest pins another namespace that the kustomization would override
+    for kind, obj in k8s_objects().items():
+        if kind != "Kustomization":
+            assert obj["metadata"].get("namespace", namespace) == namespace, kind
+
+
+def test_kustomize_renders_valid_objects_in_that_namespace(tmp_path: Path) -> None:
+    objects = render(tool("kubectl"), K8S)
+    namespace, account = trust_subject()
+    kinds = by_kind(objects)
+    assert set(kinds) == {"ServiceAccount", "ConfigMap", "Deployment", "NetworkPolicy"}
+    for obj in objects:
+        assert obj["metadata"]["namespace"] == namespace, obj["kind"]
+    assert kinds["ServiceAccount"]["metadata"]["name"] == account
+    assert kinds["Deployment"] == {
+        **k8s_objects()["Deployment"],
+        "metadata": {**k8s_objects()["Deployment"]["metadata"], "namespace": namespace},
+    }
+    validate(tool("kubernetes-validate"), objects, tmp_path)
+
+
+def test_app_gets_no_aws_credentials_from_irsa() -> None:
+    spec, sidecar, _app = pod_parts()
+    annotations = k8s_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    skipped = set(annotations["eks.amazonaws.com/skip-containers"].split(","))
+    everyone = {c["name"] for c in spec["containers"] + spec["initContainers"]}
+    assert skipped == everyone - {sidecar["name"]}, "every container but secretsync"
+
+
+def port_allowed(rule: dict[str, Any], number: int, name: str) -> bool:
+    ports = rule.get("ports")
+    if not ports:
+        return True
+    return any(
+        p.get("protocol", "TCP") == "TCP"
+        and (p.get("port") in (number, name) or p.get("port") is None)
+        for p in ports
+    )
+
+
+def test_network_policy_admits_only_prometheus_to_the_metrics_port() -> None:
+    policy = k8s_objects()["NetworkPolicy"]["spec"]
+    deployment = k8s_objects()["Deployment"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selector = policy["podSelector"]["matchLabels"]
+    assert selector.items() <= labels.items(), "the policy selects the pod"
+    assert policy["policyTypes"] == ["Ingress"], "egress (STS, Secrets Manager) untouched"
+
+    _spec, sidecar, _app = pod_parts()
+    metrics = {p["name"]: p["containerPort"] for p in sidecar["ports"]}["metrics"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": metrics, "protocol": "TCP"}], "by number (EKS VPC CNI)"
+    # one peer with both selectors: Prometheus pods IN the monitoring namespace
+    (peer,) = rule["from"]
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}
+    }
+    assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+
+
+def test_network_policy_admits_every_port_of_the_pod() -> None:
+    # A policy selecting the pod isolates ALL of its ingress: a container port that
+    # no rule admits is unreachable. Adding an app port means adding its rule.
+    spec, _sidecar, _app = pod_parts()
+    rules = k8s_objects()["NetworkPolicy"]["spec"]["ingress"]
+    for container in spec["containers"] + spec["initContainers"]:
+        for port in container.get("ports", []):
+            assert any(
+                port_allowed(rule, port["containerPort"], port.get("name", "")) for rule in rules
+            ), f"{container['name']}:{port['containerPort']} is blocked by the NetworkPolicy"
+
+
+# -- the sidecar component --------------------------------------------------------------
+
+
+def component_patch() -> dict[str, Any]:
+    patch: dict[str, Any] = yaml.safe_load((K8S / "sidecar" / "sidecar.yaml").read_text())
+    return patch
+
+
+def test_component_is_a_kustomize_component_patching_deployments() -> None:
+    comp = yaml.safe_load((K8S / "sidecar" / "kustomization.yaml").read_text())
+    assert comp["kind"] == "Component"
+    assert comp["apiVersion"] == "kustomize.config.k8s.io/v1alpha1"
+    (patch,) = comp["patches"]
+    assert patch["target"]["kind"] == "Deployment"
+    assert (K8S / "sidecar" / patch["path"]).exists()
+
+
+def test_component_sidecar_is_the_one_of_the_example_deployment() -> None:
+    _spec, sidecar, _app = pod_parts()
+    pod = component_patch()["spec"]["template"]["spec"]
+    (component_sidecar,) = pod["initContainers"]
+    assert component_sidecar == sidecar, "keep sidecar/sidecar.yaml and deployment.yaml in step"
+    assert "containers" not in pod, "the app's containers are the team's"
+
+
+def adopting_kustomization(tmp_path: Path) -> Path:
+    """The files packaging/kubernetes/README.md tells a team to write, next to
+    SAMPLE_DEPLOYMENT, with the component referenced from this checkout."""
+    blocks = named_yaml_blocks((K8S / "README.md").read_text())
+    assert {"kustomization.yaml", "secretsync-mount.yaml"} <= set(blocks)
+    app = tmp_path / "orders"
+    app.mkdir()
+    kust = yaml.safe_load(blocks["kustomization.yaml"])
+    assert len(kust["components"]) == 1
+    kust["components"] = [os.path.relpath(K8S / "sidecar", app)]
+    (app / "kustomization.yaml").write_text(yaml.safe_dump(kust))
+    (app / "secretsync-mount.yaml").write_text(blocks["secretsync-mount.yaml"])
+    (app / "deployment.yaml").write_text(SAMPLE_DEPLOYMENT)
+    (app / "sync.yaml").write_text(k8s_objects()["ConfigMap"]["data"]["sync.yaml"])
+    return app
+
+
+def test_component_adds_the_sidecar_to_an_existing_deployment(tmp_path: Path) -> None:
+    objects = render(tool("kubectl"), adopting_kustomization(tmp_path))
+    kinds = by_kind(objects)
+    before = yaml.safe_load(SAMPLE_DEPLOYMENT)["spec"]["template"]
+    after = kinds["Deployment"]["spec"]["template"]
+    pod, old_pod = after["spec"], before["spec"]
+    _spec, example_sidecar, _app = pod_parts()
+
+    # secretsync: a native sidecar, first, so later init containers see the files
+    names = [c["name"] for c in pod["initContainers"]]
+    assert names == ["secretsync", "migrate"]
+    sidecar = pod["initContainers"][0]
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar == example_sidecar
+    assert pod["initContainers"][1] == old_pod["initContainers"][0]
+    # its volumes, the ConfigMap generated from the team's sync.yaml
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["kafka-config"]["emptyDir"]["medium"] == "Memory"
+    config_map = kinds["ConfigMap"]
+    assert volumes["secretsync-config"]["configMap"]["name"] == config_map["metadata"]["name"]
+    assert parse_config(yaml.safe_load(config_map["data"]["sync.yaml"])) == k8s_config()
+    assert volumes["tmp"] == old_pod["volumes"][0]
+    assert pod["shareProcessNamespace"] is True
+    # the app's containers are untouched but for the read-only mount of /etc/kafka
+    orders, shipper = pod["containers"]
+    assert shipper == old_pod["containers"][1]
+    expected_mount = {"name": "kafka-config", "mountPath": "/etc/kafka", "readOnly": True}
+    assert expected_mount in orders["volumeMounts"]
+    assert {k: v for k, v in orders.items() if k != "volumeMounts"} == {
+        k: v for k, v in old_pod["containers"][0].items() if k != "volumeMounts"
+    }
+    assert [m for m in orders["volumeMounts"] if m != expected_mount] == (
+        old_pod["containers"][0]["volumeMounts"]
+    )
+    for key in ("serviceAccountName", "securityContext"):
+        assert pod[key] == old_pod[key], key
+    # IRSA credentials for secretsync only: the first container is skipped, and
+    # the team's own annotations are kept
+    annotations = after["metadata"]["annotations"]
+    assert annotations["eks.amazonaws.com/skip-containers"] == "orders"
+    assert before["metadata"]["annotations"].items() <= annotations.items()
+    assert after["metadata"]["labels"] == before["metadata"]["labels"]
+    validate(tool("kubernetes-validate"), objects, tmp_path)
+
+
 # -- ECS ----------------------------------------------------------------------------------------
 
 
@@ -402,6 +774,39 @@ def test_ecs_app_waits_for_a_healthy_sidecar() -> None:
         log = container["logConfiguration"]
         assert log["logDriver"] == "awslogs"
         assert {"awslogs-group", "awslogs-region", "awslogs-stream-prefix"} <= set(log["options"])
+
+
+def test_ecs_output_volume_is_initialised_from_the_image() -> None:
+    # ECS copies the image's VOLUME directory (owner and mode included) into a
+    # task volume whose containerPath is that path, but never into a host
+    # directory (host.sourcePath): that one keeps the host's owner.
+    task = ecs_task()
+    sidecar, app = ecs_containers()
+    volumes = {v["name"]: v for v in task["volumes"]}
+    config = parse_config(yaml.safe_load((PKG / "ecs" / "sync.yaml").read_text()))
+    runtime = runtime_stage(REPO / "Dockerfile")
+    declared = {p for w, rest in runtime if w == "VOLUME" for p in json.loads(rest)}
+    made = {d.path: d for w, rest in runtime if w == "RUN" for d in install_dirs(rest)}
+    for directory in output_dirs(config):
+        assert directory in declared, f"{directory}: the image must declare it a VOLUME"
+        side = {m["containerPath"]: m for m in sidecar["mountPoints"]}[directory]
+        main = {m["containerPath"]: m for m in app["mountPoints"]}[directory]
+        assert side["sourceVolume"] == main["sourceVolume"], "one volume, same path in both"
+        volume = volumes[side["sourceVolume"]]
+        assert "sourcePath" not in volume.get("host", {}), "a host path gets no copy"
+        assert set(volume) <= {"name", "host"}, "a task volume, not EFS/FSx/Docker plugin"
+        # the app reads the files: the directory's owner is the app's uid
+        owner, group = made[directory].owner, made[directory].group
+        assert sidecar["user"] == f"{owner}:{group}"
+        app_uid, app_gid = app["user"].split(":")
+        mode = int(made[directory].mode or "0755", 8)
+        assert app_uid == owner or (app_gid == group and mode & 0o050 == 0o050)
+
+
+def test_ecs_readme_documents_the_volume_rule() -> None:
+    text = (PKG / "ecs" / "README.md").read_text()
+    for needle in ("VOLUME", "sourcePath", "Fargate", "install -d -o 10001 -g 10001 -m 0750"):
+        assert needle in text, needle
 
 
 # -- IAM --------------------------------------------------------------------------------------
