@@ -32,15 +32,23 @@ image-test: $(STAMP)
 	SECRETSYNC_IMAGE_TEST=1 $(BIN)/pytest tests/test_image.py
 
 # Benchmarks (reports, not tests): secretsync against the AWS CLI, a naive script and
-# the raw client, side by side in one run against a local moto server. The AWS CLI
-# gets a venv of its own (its botocore pin differs from ours).
+# the raw client, side by side in one run against a local moto server. secretsync runs
+# from a venv holding what the image holds (requirements.lock and the project, no test
+# tools); the AWS CLI gets a venv of its own (its botocore pin differs from ours).
 AWS_VENV := bench/.venv-aws
+PROD_VENV := bench/.venv-prod
 $(AWS_VENV)/bin/aws:
 	$(PYTHON) -m venv $(AWS_VENV)
 	$(AWS_VENV)/bin/pip install --quiet awscli
 
-bench: $(STAMP) $(AWS_VENV)/bin/aws
-	$(BIN)/python -m bench.bench
+$(PROD_VENV)/.installed: requirements.lock pyproject.toml $(shell find daemon -name '*.py')
+	$(PYTHON) -m venv $(PROD_VENV)
+	$(PROD_VENV)/bin/pip install --quiet --no-deps -r requirements.lock
+	$(PROD_VENV)/bin/pip install --quiet --no-deps --force-reinstall .
+	touch $@
+
+bench: $(STAMP) $(AWS_VENV)/bin/aws $(PROD_VENV)/.installed
+	SECRETSYNC_BENCH_VENV=$(PROD_VENV) $(BIN)/python -m bench.bench
 
 # Regenerate requirements.lock: the image's runtime dependencies (pyproject's
 # [project] dependencies, transitively) at exact versions with the sha256 of every
@@ -69,4 +77,4 @@ demo: $(STAMP)
 	$(BIN)/secretsync demo
 
 clean:
-	rm -rf $(VENV) $(AWS_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo
+	rm -rf $(VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo

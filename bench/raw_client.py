@@ -1,10 +1,11 @@
 """The baseline for the scale row: aioboto3 alone, DescribeSecret + GetSecretValue(VersionId).
 
-    python bench/raw_client.py URL COUNT CONCURRENCY
+    python bench/raw_client.py URL COUNT CONCURRENCY [example]
 
-Fetches the current version of ``bench/scale/0000`` … ``COUNT-1`` the way
-secretsync does (Describe, then Get pinned to the version), at most
-CONCURRENCY at a time, and nothing else: no config, no files, no logs.
+Fetches the current version of ``bench/scale/0000`` … ``COUNT-1`` (or, with
+``example``, of the two secrets of sync.yaml.example) the way secretsync does
+(Describe, then Get pinned to the version), at most CONCURRENCY at a time, and
+nothing else: no config, no files, no logs.
 """
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ import sys
 import aioboto3
 from aiobotocore.config import AioConfig
 
+EXAMPLE = (
+    "/confluent_cloud_resource/kafka_cluster/java_client",
+    "/confluent_cloud_resource/schema_registry_cluster/java_client",
+)
 
-async def main(url: str, count: int, concurrency: int) -> None:
+
+async def main(url: str, count: int, concurrency: int, example: bool) -> None:
     limit = asyncio.Semaphore(concurrency)
     config = AioConfig(max_pool_connections=concurrency)
     session = aioboto3.Session()
@@ -34,8 +40,9 @@ async def main(url: str, count: int, concurrency: int) -> None:
                 )
                 await client.get_secret_value(SecretId=name, VersionId=version)
 
-        await asyncio.gather(*(one(f"bench/scale/{n:04d}") for n in range(count)))
+        names = EXAMPLE if example else [f"bench/scale/{n:04d}" for n in range(count)]
+        await asyncio.gather(*(one(name) for name in names))
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:] == ["example"]))

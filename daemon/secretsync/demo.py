@@ -1,7 +1,8 @@
 """`secretsync demo`: the whole loop on a laptop, with no AWS account.
 
-Starts an embedded Secrets Manager (moto's threaded server on a free loopback
-port) seeded with the two Confluent-style secrets, writes a demo sync.yaml
+Starts a local Secrets Manager (moto's server, a child process on a free
+loopback port; see :mod:`secretsync.emulator`) seeded with the two
+Confluent-style secrets, writes a demo sync.yaml
 based on sync.yaml.example, starts a stand-in "Java app" that reloads on
 SIGHUP, runs the real daemon (``secretsync run``, the same code path as
 production) and rotates a secret every few seconds, printing a timeline:
@@ -10,9 +11,9 @@ It only ever talks to 127.0.0.1.
 
 However it ends, it stops everything it started: on Ctrl-C (SIGINT), SIGTERM
 or SIGHUP (its terminal closed), when its output goes away, on an error, and
-when the daemon or the app exits on its own. Killed with SIGKILL, the demo
-takes the emulator (a thread) with it, and the kernel sends its children
-SIGTERM (Linux; see :mod:`secretsync.demoapp`).
+when the daemon, the app or the emulator exits on its own. Killed with
+SIGKILL, the kernel sends its children SIGTERM (Linux; see
+:mod:`secretsync.demoapp`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import math
 import os
 import queue
@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from secretsync import emulator
 from secretsync.demoapp import Child
 
 KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
@@ -183,8 +184,8 @@ class Demo:
         self._cwd: Path | None = None
         self._muted = False
         self._children: list[Child] = []
-        self._server: Any = None
-        self._client: Any = None
+        self._emulator: Child | None = None
+        self._endpoint = ""
         self._app_lines: queue.Queue[tuple[float, str]] = queue.Queue()
 
     def __repr__(self) -> str:
@@ -203,21 +204,22 @@ class Demo:
     # -- start-up ----------------------------------------------------------------------
 
     def _start_emulator(self) -> str:
-        try:
-            # optional extra: imported only when the demo runs
-            import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
-            from moto.server import ThreadedMotoServer  # noqa: PLC0415
-        except ImportError:
-            raise DemoError(MISSING_MOTO) from None
-        os.environ.update(DEMO_ENV)
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request access log
+        if not emulator.available():
+            raise DemoError(MISSING_MOTO)
+        os.environ.update(DEMO_ENV)  # the daemon and the emulator inherit these
         port = _free_port()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._server.start()
-        endpoint = f"http://127.0.0.1:{port}"
-        self._client = boto3.client("secretsmanager", region_name=REGION, endpoint_url=endpoint)
-        self._client.create_secret(Name=KAFKA_ID, SecretString=json.dumps(kafka_value()))
-        self._client.create_secret(Name=SR_ID, SecretString=json.dumps(sr_value()))
+        self._emulator = Child.spawn(
+            "the local Secrets Manager (moto, pid {pid})",
+            emulator.command(port),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        endpoint = self._endpoint = f"http://127.0.0.1:{port}"
+        self._wait(lambda: emulator.answers(endpoint), 60, "the local Secrets Manager")
+        for secret_id, value in ((KAFKA_ID, kafka_value()), (SR_ID, sr_value())):
+            emulator.call(
+                endpoint, "CreateSecret", {"Name": secret_id, "SecretString": json.dumps(value)}
+            )
         self.say(f"● local Secrets Manager on {endpoint} with 2 secrets:")
         self.say(f"    {KAFKA_ID}\n    {SR_ID}")
         return endpoint
@@ -284,7 +286,7 @@ class Demo:
         """Raise Interrupted once a stop was asked for, DemoError once a child has ended."""
         if self.stop.is_set():
             raise Interrupted
-        for child in self._children:
+        for child in (*self._children, *([self._emulator] if self._emulator else [])):
             how = child.ended()
             if how is not None:
                 log = f"; its log: {child.log}" if child.log else ""
@@ -323,7 +325,11 @@ class Demo:
             while True:
                 self._app_lines.get_nowait()
         started = time.monotonic()
-        version = self._client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+        version = emulator.call(
+            self._endpoint,
+            "PutSecretValue",
+            {"SecretId": secret_id, "SecretString": json.dumps(value)},
+        )
         rotated = f"rotated {secret_id.rsplit('/', 2)[-2]} (version {version['VersionId'][:8]})"
 
         def digest() -> str:
@@ -365,7 +371,7 @@ class Demo:
     def close(self) -> bool:
         """Stop everything this demo started, the daemon first (so it never signals a
         stopped app), then the app and the emulator. True if anything had been started."""
-        started = bool(self._children) or self._server is not None
+        started = bool(self._children) or self._emulator is not None
         try:
             for child in self._children:
                 child.stop()
@@ -373,9 +379,9 @@ class Demo:
             if self._children:  # an app killed with SIGKILL could not remove its pidfile
                 (self.directory / "app.pid").unlink(missing_ok=True)
             self._children.clear()
-            if self._server is not None:
-                self._server.stop()
-                self._server = None
+            if self._emulator is not None:
+                self._emulator.stop()
+                self._emulator = None
         return started
 
 

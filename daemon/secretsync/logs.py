@@ -52,14 +52,15 @@ class _Redactor:
 
     ``hold(owner, values)`` replaces everything ``owner`` (a secret id) held
     before, ``release(owner)`` forgets it. The strings to mask are indexed by
-    their first ``_MIN_REDACT_LEN`` characters when they change, so scrubbing a
+    their first ``_MIN_REDACT_LEN`` characters as they change, so scrubbing a
     text costs one dictionary lookup per character position (plus the checks
-    of the candidates found there), however many values are held: a thousand
-    secrets do not make every log line a thousand times slower.
+    of the candidates found there), however many values are held, and holding
+    one more costs the same with a thousand held.
     """
 
     def __init__(self) -> None:
         self._held: dict[str, frozenset[str]] = {}
+        self._owners: dict[str, int] = {}  # value → how many secrets hold it
         self._index: dict[str, tuple[str, ...]] = {}  # prefix → values, longest first
         self._lock = threading.Lock()
 
@@ -69,43 +70,57 @@ class _Redactor:
     @property
     def count(self) -> int:
         """How many distinct strings are masked now (all forms of all held values)."""
-        return sum(len(values) for values in self._index.values())
+        return len(self._owners)
 
     def hold(self, owner: str, values: Iterable[str]) -> None:
         forms = frozenset(form for value in values for form in _forms(value))
         with self._lock:
-            if self._held.get(owner) == forms:
+            old = self._held.get(owner, frozenset())
+            if old == forms:
                 return
             if forms:
                 self._held[owner] = forms
             else:
                 self._held.pop(owner, None)
-            self._reindex()
+            # only what changed is re-indexed: a thousand secrets held cost nothing
+            # more to the next one (the whole set used to be rebuilt each time)
+            for value in forms - old:
+                self._add(value)
+            for value in old - forms:
+                self._remove(value)
 
     def release(self, owner: str) -> None:
         with self._lock:
-            if self._held.pop(owner, None) is not None:
-                self._reindex()
+            for value in self._held.pop(owner, frozenset()):
+                self._remove(value)
 
     def release_all_but(self, owners: Iterable[str]) -> None:
         keep = set(owners)
         with self._lock:
-            gone = [owner for owner in self._held if owner not in keep]
-            for owner in gone:
-                del self._held[owner]
-            if gone:
-                self._reindex()
+            for owner in [o for o in self._held if o not in keep]:
+                for value in self._held.pop(owner):
+                    self._remove(value)
 
-    def _reindex(self) -> None:
-        # rebuilt once per change, not per event; longest first so that a value
-        # containing another is masked whole
-        grouped: dict[str, list[str]] = {}
-        for value in set().union(*self._held.values()):
-            grouped.setdefault(value[:_MIN_REDACT_LEN], []).append(value)
-        self._index = {
-            prefix: tuple(sorted(values, key=len, reverse=True))
-            for prefix, values in grouped.items()
-        }
+    def _add(self, value: str) -> None:
+        held = self._owners.get(value, 0)
+        self._owners[value] = held + 1
+        if held == 0:
+            prefix = value[:_MIN_REDACT_LEN]
+            bucket = (*self._index.get(prefix, ()), value)
+            # longest first, so that a value containing another is masked whole
+            self._index[prefix] = tuple(sorted(bucket, key=len, reverse=True))
+
+    def _remove(self, value: str) -> None:
+        held = self._owners.pop(value, 0) - 1
+        if held > 0:
+            self._owners[value] = held
+            return
+        prefix = value[:_MIN_REDACT_LEN]
+        bucket = tuple(v for v in self._index.get(prefix, ()) if v != value)
+        if bucket:
+            self._index[prefix] = bucket
+        else:
+            self._index.pop(prefix, None)
 
     def scrub(self, text: str) -> str:
         index = self._index
