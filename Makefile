@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# stamps: the project installed with the test and demo extras / with the demo extra only
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: test lint typecheck pytest demo clean image-test bench lock
 
@@ -12,7 +14,11 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,demo]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[demo]'
+	touch $(DEMO_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check daemon tests bench
@@ -73,7 +79,7 @@ lock: | $(BIN)/python
 	  rm -rf "$$dir"; \
 	done
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/secretsync demo
 
 clean:

@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.motoserver import moto_server
+
 from bench.harness import (
     KAFKA_ID,
     SR_ID,
@@ -33,7 +35,6 @@ from bench.harness import (
     interleaved,
     kafka_value,
     log_events,
-    moto_server,
     percentile,
     rss_mib,
     run_env,

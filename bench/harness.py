@@ -1,4 +1,4 @@
-"""What every benchmark needs: a local moto server, a counting proxy, timing, sampling.
+"""What every benchmark needs: a local moto server (tests.support.motoserver), timing, sampling.
 
 Only loopback is used. Dummy AWS credentials are set for this process and the
 commands it starts; nothing reads a real AWS profile.
@@ -9,13 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +36,6 @@ KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
 SR_ID = "/confluent_cloud_resource/schema_registry_cluster/java_client"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
     """Poll ``predicate`` every 10 ms until it is true; raise after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -52,32 +43,6 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> No
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.01)
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto server subprocess on a free loopback port; yields its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(url + "/moto-api/", timeout=1):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_for(up, 30, "moto")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def secrets_client(url: str) -> Any:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import yaml
 
 from tests.support.faultproxy import FaultProxy
 from tests.support.java import JavaProperties, compile_reader
-from tests.support.wait import wait_until
+from tests.support.motoserver import free_port, moto_server  # noqa: F401 (free_port: for the tests)
 
 REGION = "us-east-1"
 KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
@@ -83,35 +82,10 @@ for _var in (
     os.environ.pop(_var, None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(url + "/moto-api/", timeout=1):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_until(ready, 30, "moto server to listen")
+    with moto_server() as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 class Moto:

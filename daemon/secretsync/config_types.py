@@ -149,16 +149,19 @@ def file_path(value: object, info: ValidationInfo) -> Path:
         raise ValueError("must not contain a NUL character")
     if value.rsplit("/", 1)[-1] in {"", ".", ".."}:
         raise ValueError("must name a file, not a directory")
+    return _absolute(value, info)
+
+
+def _absolute(value: str, info: ValidationInfo) -> Path:
+    """``value`` made absolute against the ``base_dir`` context, normalised lexically."""
     text = value
     if not os.path.isabs(text):
         base = (info.context or {}).get("base_dir")
         if base is None:
             raise ValueError("must be an absolute path")
         text = os.path.join(os.fspath(base), text)
-    text = os.path.normpath(text)
-    if text.startswith("//"):  # normpath keeps a leading "//"; on Linux it is "/"
-        text = "/" + text.lstrip("/")
-    return Path(text)
+    # normpath keeps a leading "//"; on Linux it is "/"
+    return Path("/" + os.path.normpath(text).lstrip("/"))
 
 
 def state_dir_path(value: object, info: ValidationInfo) -> Path | None:
@@ -169,14 +172,7 @@ def state_dir_path(value: object, info: ValidationInfo) -> Path | None:
         raise ValueError("expected a directory path, or null for beside each output")
     if "\0" in value:
         raise ValueError("must not contain a NUL character")
-    text = value
-    if not os.path.isabs(text):
-        base = (info.context or {}).get("base_dir")
-        if base is None:
-            raise ValueError("must be an absolute path")
-        text = os.path.join(os.fspath(base), text)
-    text = os.path.normpath(text)
-    return Path("/" + text.lstrip("/"))
+    return _absolute(value, info)
 
 
 def _null_is_empty_mapping(value: object) -> object:

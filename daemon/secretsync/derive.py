@@ -79,7 +79,8 @@ def jaas_config(login_module: str, username: str, password: str) -> str:
     )
 
 
-def _kind(value: object) -> str:
+def kind_of(value: object) -> str:
+    """What a JSON value is, for an error message (``null``, ``a list``, ``an object``, …)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -103,7 +104,7 @@ def credential(where: str, key: str, value: object) -> str:
     """
     if not isinstance(value, str):
         raise CredentialError(
-            f"{where}: key {key!r} holds {_kind(value)}; a username or password must be "
+            f"{where}: key {key!r} holds {kind_of(value)}; a username or password must be "
             "a JSON string"
         )
     if not value:

@@ -8,17 +8,18 @@ RenderError, whatever a secret holds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import javaproperties
 
 from secretsync.config import OutputConfig, SecretRef
 from secretsync.config_creds import Credentials
-from secretsync.derive import CredentialError, derive, key_list, surrogate_at
+from secretsync.derive import CredentialError, derive, key_list, kind_of, surrogate_at
 
 HEADER = "Managed by secretsync; do not edit: changes are overwritten."
 
@@ -83,16 +84,6 @@ def _check_value(origin: str, key: str, value: str) -> None:
         )
 
 
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a value of type {type(value).__name__}"
-
-
 def _scalar(origin: str, key: str, value: object) -> str:
     if isinstance(value, str):
         return value
@@ -101,7 +92,7 @@ def _scalar(origin: str, key: str, value: object) -> str:
     if isinstance(value, int | float):
         return json.dumps(value)
     raise RenderError(
-        f"{origin}: key {key!r} holds {_kind(value)}; only strings, numbers "
+        f"{origin}: key {key!r} holds {kind_of(value)}; only strings, numbers "
         "and booleans can be written"
     )
 
@@ -358,3 +349,39 @@ def render(output: OutputConfig, values: Mapping[str, SecretValue]) -> bytes:
     if output.format == "json":
         return render_json(props)
     return render_properties(props, output.secret_ids)
+
+
+def leaf_strings(value: SecretValue) -> list[str]:
+    """The raw secret text and every string inside it, for log redaction."""
+    leaves: list[str] = []
+    if value.binary is not None:
+        with contextlib.suppress(UnicodeDecodeError):
+            leaves.append(value.binary.decode("utf-8"))
+    if value.text is None:
+        return leaves
+    leaves.append(value.text)
+    try:
+        data = json.loads(value.text)
+    except ValueError:
+        return leaves
+    if isinstance(data, dict):
+        leaves.extend(_leaves(data.values()))
+    return leaves
+
+
+def _leaves(items: Iterable[object]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int | float):
+            out.append(json.dumps(item))
+        elif isinstance(item, dict):
+            out.extend(_leaves(item.values()))
+            out.append(json.dumps(item))
+        elif isinstance(item, list):
+            out.extend(_leaves(item))
+            out.append(json.dumps(item))
+    return out

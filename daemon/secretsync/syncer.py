@@ -13,11 +13,9 @@ costs that output alone. The store is any :class:`~secretsync.store.SecretStore`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import random
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +24,7 @@ from secretsync import backoff, logs
 from secretsync.config import Config
 from secretsync.files import WriteError
 from secretsync.metrics import Metrics
-from secretsync.render import RenderError, SecretValue, collect, render
+from secretsync.render import RenderError, SecretValue, collect, leaf_strings, render
 from secretsync.state import CycleReport, OutputState, SecretState, WrittenFile
 from secretsync.store import SecretStore, SourceError
 from secretsync.writer import OutputWriter
@@ -186,27 +184,7 @@ class Syncer:
                     if (st.retry_at and st.retry_at <= started) or (regular and not st.retry_at)
                 ]
             report.secrets_checked = len(due)
-            flags = await asyncio.gather(*(self.check(st) for st in due))
-            changed = {st.secret_id for st, flag in zip(due, flags, strict=True) if flag}
-            report.secrets_changed = sorted(changed)
-            checked = {st.secret_id for st in due}
-            to_sync: list[OutputState] = []
-            for state in self._outputs.values():
-                ids = set(state.config.secret_ids)
-                if state.dirty or ids & changed:
-                    to_sync.append(state)
-                elif ids & checked:
-                    failed = [
-                        self._secrets[s] for s in ids & checked if not self._secrets[s].checked_ok
-                    ]
-                    if failed:
-                        report.errors += 1
-                        for st in failed:
-                            self._count_error(state, st.error)
-                    elif state.ok:
-                        self._mark_current(state)
-            oks = await asyncio.gather(*(self._sync_output(st) for st in to_sync))
-            report.errors += sum(1 for ok in oks if not ok)
+            await self._pass(due, report)
         finally:
             report.files_written = self.submit_written()
         self.cycles += 1
@@ -223,6 +201,58 @@ class Syncer:
             regular=regular,
         )
         return report
+
+    async def _pass(self, due: list[SecretState], report: CycleReport) -> None:
+        """Check ``due`` and sync what they feed, each output as soon as its secrets are in.
+
+        An output's write starts while other secrets are still being checked
+        (pipelined, so fsyncs overlap network waits at scale); the notifier
+        still gets the files only when the whole pass is done (see
+        :meth:`cycle`).
+        """
+        due_ids = {st.secret_id for st in due}
+        changed: set[str] = set()
+        waiting_on: dict[str, set[str]] = {}  # output path → due secrets not checked yet
+        readers: dict[str, list[OutputState]] = {}  # secret → outputs waiting on it
+        for state in self._outputs.values():
+            ids = set(state.config.secret_ids) & due_ids
+            waiting_on[str(state.path)] = ids
+            for sid in ids:
+                readers.setdefault(sid, []).append(state)
+        results: list[asyncio.Task[bool]] = []
+
+        async with asyncio.TaskGroup() as group:
+
+            def settle(state: OutputState) -> None:
+                ids = set(state.config.secret_ids)
+                if state.dirty or ids & changed:
+                    results.append(group.create_task(self._sync_output(state)))
+                    return
+                checked = ids & due_ids
+                failed = [self._secrets[s] for s in checked if not self._secrets[s].checked_ok]
+                if failed:
+                    report.errors += 1
+                    for st in failed:
+                        self._count_error(state, st.error)
+                elif checked and state.ok:
+                    self._mark_current(state)
+
+            async def check_then_settle(st: SecretState) -> None:
+                if await self.check(st):
+                    changed.add(st.secret_id)
+                for state in readers.get(st.secret_id, ()):
+                    left = waiting_on[str(state.path)]
+                    left.discard(st.secret_id)
+                    if not left:
+                        settle(state)
+
+            for state in self._outputs.values():
+                if not waiting_on[str(state.path)]:
+                    settle(state)  # nothing to wait for (a dirty output, a retry cycle)
+            for st in due:
+                group.create_task(check_then_settle(st))
+        report.secrets_changed = sorted(changed)
+        report.errors += sum(1 for task in results if not task.result())
 
     def on_written(self, written: WrittenFile) -> None:
         """Writer callback: a file's content changed (kept until the pass ends)."""
@@ -369,39 +399,3 @@ class Syncer:
 def _unexpected(secret_id: str, exc: BaseException) -> SourceError:
     # a bug in a store, not an AWS answer: treat it as transient so it backs off
     return SourceError(secret_id, type(exc).__name__, "unexpected error", transient=True)
-
-
-def leaf_strings(value: SecretValue) -> list[str]:
-    """The raw secret text and every string inside it, for log redaction."""
-    leaves: list[str] = []
-    if value.binary is not None:
-        with contextlib.suppress(UnicodeDecodeError):
-            leaves.append(value.binary.decode("utf-8"))
-    if value.text is None:
-        return leaves
-    leaves.append(value.text)
-    try:
-        data = json.loads(value.text)
-    except ValueError:
-        return leaves
-    if isinstance(data, dict):
-        leaves.extend(_leaves(data.values()))
-    return leaves
-
-
-def _leaves(items: Iterable[object]) -> list[str]:
-    out: list[str] = []
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, bool) or item is None:
-            continue
-        elif isinstance(item, int | float):
-            out.append(json.dumps(item))
-        elif isinstance(item, dict):
-            out.extend(_leaves(item.values()))
-            out.append(json.dumps(item))
-        elif isinstance(item, list):
-            out.extend(_leaves(item))
-            out.append(json.dumps(item))
-    return out
