@@ -34,8 +34,6 @@ ALERTS = {
     "SecretsyncDown",
     "SecretsyncAbsent",
 }
-# Alerts whose README row arrives with the README update that goes with them
-# (README.md is edited separately); empty this set once the README lists them.
 # Grafana variables → values that make the dashboard's queries plain PromQL
 SUBSTITUTIONS = {
     "$__rate_interval": "5m",

@@ -865,3 +865,20 @@ def test_readme_deploying_section_links_every_artifact() -> None:
     ):
         assert artifact in links, artifact
     assert text.index("## Deploying") < text.index("## Development")
+
+
+def test_readme_cost_model_table_follows_its_formula() -> None:
+    """Every row: N × 86,400 / I calls a day; × 30 × $0.05 / 10,000 a month; × 100."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("### What polling costs", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(
+        r"^\| (\d+) \| (\d+)(s|m)[^|]* \| ([\d,]+) \| \$([\d.]+) \| \$([\d.]+) \|$", section, re.M
+    )
+    assert len(rows) >= 4
+    for n, amount, unit, per_day, per_month, fleet in rows:
+        interval_s = int(amount) * (60 if unit == "m" else 1)
+        calls = int(n) * 86_400 // interval_s
+        assert int(per_day.replace(",", "")) == calls
+        month = calls * 30 * 0.05 / 10_000
+        assert float(per_month) == round(month, 2)
+        assert float(fleet) == round(month * 100, 2)
