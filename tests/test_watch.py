@@ -229,6 +229,35 @@ def test_sighup_after_an_in_place_edit_reloads(
     assert_clean_log(daemon)
 
 
+def test_a_reload_that_changes_aws_says_a_restart_is_needed_and_keeps_the_clients(
+    moto: Moto, tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    data = example_config(out, moto.url, poll={"interval": "500ms", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg, "--no-watch")
+    wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+
+    # an endpoint nothing listens on: were it applied, every later check would fail
+    data["aws"] = {**data["aws"], "endpoint_url": NOWHERE, "concurrency": 2}
+    write_yaml(cfg, data)
+    daemon.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: daemon.has_event("config_reloaded"), 10, "the reload")
+    assert daemon.has_event("config_restart_needed", fields=["aws"])
+
+    moto.rotate(KAFKA_ID, kafka_secret("CANARYafterawsedit"))
+    wait_until(
+        lambda: b"CANARYafterawsedit" in (content(out / NAMES[0]) or b""),
+        10,
+        "the rotation, fetched through the clients built at start",
+    )
+    assert count_events(daemon, "secret_check_failed") == 0
+    assert daemon.stop() < 5
+    assert daemon.proc.returncode == 0
+    assert_clean_log(daemon, "CANARYafterawsedit")
+
+
 def test_a_reload_reaches_the_notifier_the_metrics_server_and_systemd(
     moto: Moto,
     tmp_path: Path,
