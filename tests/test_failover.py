@@ -106,6 +106,19 @@ def test_the_replica_serves_while_the_primary_is_down_and_the_primary_takes_over
     # a rotation while the primary is down reaches the file
     moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-during-outage"))
     wait_until(lambda: b"CANARY-during-outage" in kafka_file.read_bytes(), 30, "the rotation")
+    # every output fed by the secret is rewritten and counted (each is written on its own)
+    fed = [tmp_path / "out" / n for n in ("client.properties", "combined.properties")]
+    wait_until(
+        lambda: all(
+            samples(port, "secretsync_file_writes_total").get(
+                f'secretsync_file_writes_total{{path="{path}"}}'
+            )
+            == 2
+            for path in fed
+        ),
+        30,
+        "both outputs of the secret rewritten",
+    )
     requests = samples(port, "secretsync_aws_requests_total")
     ok_replica = f'operation="GetSecretValue",outcome="ok",region="{REPLICA}"'
     assert requests[f"secretsync_aws_requests_total{{{ok_replica}}}"] >= 3

@@ -1,8 +1,9 @@
 """Java programs run as real child JVMs from a single source file (``java Prog.java ARGS``).
 
 The JVM starts in its own session, its stdout and stderr go to files that
-the test reads while it runs, and SIGHUP starts out with its default
-disposition whatever the test runner inherited (see :data:`_RESET_SIGHUP`).
+the test reads while it runs, and SIGHUP, SIGINT, SIGTERM and SIGQUIT start
+out with their default dispositions whatever the test runner inherited (see
+:data:`_RESET_SIGNALS`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import pytest
 
 from tests.support.wait import wait_until
 
-# A process that starts with SIGHUP ignored (nohup, some CI runners) passes that
-# on to its children, and a JVM cannot handle an ignored SIGHUP: the tests would
-# then depend on how pytest was launched. So the JVM is exec'd through this
-# one-liner, which restores the default first, or ignores SIGHUP on purpose.
-_RESET_SIGHUP = (
+# A process that starts with a signal ignored passes that on to its children
+# (nohup ignores SIGHUP; a shell without job control ignores SIGINT and SIGQUIT
+# for a command started with `&`), and a JVM cannot handle an ignored signal:
+# the tests would then depend on how pytest was launched. So the JVM is exec'd
+# through this one-liner, which restores the defaults first (SIGHUP may be
+# ignored on purpose).
+_RESET_SIGNALS = (
     "import os, signal, sys; "
+    "[signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)]; "
     "signal.signal(signal.SIGHUP, getattr(signal, sys.argv[1])); "
     "os.execvp(sys.argv[2], sys.argv[2:])"
 )
@@ -52,7 +56,7 @@ class JavaApp:
                 [
                     sys.executable,
                     "-c",
-                    _RESET_SIGHUP,
+                    _RESET_SIGNALS,
                     disposition,
                     "java",
                     str(source),
