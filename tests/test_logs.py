@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secretsync import logs
+from secretsync.derive import jaas_quote
 
 
 @pytest.fixture(autouse=True)
@@ -79,6 +80,8 @@ def test_escaped_and_quoted_forms_of_a_value_are_masked_too() -> None:
         repr(value)[1:-1],  # in a Python repr
         shlex.quote(value),  # in an env file: TOKEN='tok'"'"'en…'
         javaproperties.escape(value),  # in a .properties file
+        jaas_quote(value)[1:-1],  # the password in a derived sasl.jaas.config
+        javaproperties.escape(jaas_quote(value)[1:-1]),  # …written to a .properties file
     ]
     for text in rendered:
         assert logs.scrub(f"<{text}>") == f"<{logs.MASK}>", text

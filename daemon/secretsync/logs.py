@@ -42,8 +42,13 @@ def _forms(value: str) -> set[str]:
     forms.add(shlex.quote(value))
     import javaproperties  # noqa: PLC0415 (only once a secret is held)
 
-    forms.add(javaproperties.escape(value, ensure_ascii=True))
-    forms.add(javaproperties.escape(value, ensure_ascii=False))
+    from secretsync.derive import jaas_quote  # noqa: PLC0415 (derive imports config)
+
+    jaas = jaas_quote(value)[1:-1]  # a password inside sasl.jaas.config
+    for text in (value, jaas):
+        forms.add(javaproperties.escape(text, ensure_ascii=True))
+        forms.add(javaproperties.escape(text, ensure_ascii=False))
+    forms.add(jaas)
     return {form for form in forms if len(form) >= _MIN_REDACT_LEN}
 
 
