@@ -1,4 +1,5 @@
-"""What every benchmark needs: a local moto server (tests.support.motoserver), timing, sampling.
+"""What every benchmark needs: a local moto server (tests.support.motoserver), the example
+config (tests.support.configs), timing, sampling.
 
 Only loopback is used. Dummy AWS credentials are set for this process and the
 commands it starts; nothing reads a real AWS profile.
@@ -16,9 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests.support.configs import REGION, example_config, write_yaml  # noqa: F401 (for bench.py)
 
-REGION = "us-east-1"
 ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",
@@ -67,25 +67,6 @@ def sr_value(n: int = 0) -> dict[str, str]:
         "basic.auth.user.info": f"SRKEY:bench-sr-{n}",
         "schema.registry.url": "https://psrc-bench.us-east-1.aws.confluent.cloud",
     }
-
-
-def example_config(out_dir: Path, endpoint: str, **overrides: Any) -> dict[str, Any]:
-    """sync.yaml.example with outputs under ``out_dir``, pointed at ``endpoint``."""
-    repo = Path(__file__).resolve().parent.parent
-    data: dict[str, Any] = yaml.safe_load((repo / "sync.yaml.example").read_text())
-    data["aws"] = {"region": REGION, "endpoint_url": endpoint}
-    data["metrics"] = {"listen": None}
-    data["notify"] = {}
-    for out in data["outputs"]:
-        out["path"] = str(out_dir / Path(out["path"]).name)
-        out.pop("notify", None)
-    data.update(overrides)
-    return data
-
-
-def write_yaml(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def run_env() -> dict[str, str]:

@@ -20,8 +20,8 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 
+from tests.support.configs import example_config, write_yaml  # noqa: F401 (for the tests)
 from tests.support.faultproxy import FaultProxy
 from tests.support.java import JavaProperties, compile_reader
 from tests.support.motoserver import free_port, moto_server  # noqa: F401 (free_port: for the tests)
@@ -129,24 +129,6 @@ def proxy(moto: Moto) -> Iterator[FaultProxy]:
 @pytest.fixture(scope="session")
 def java(tmp_path_factory: pytest.TempPathFactory) -> JavaProperties:
     return compile_reader(tmp_path_factory.mktemp("java"))
-
-
-def example_config(out_dir: Path, endpoint: str, **overrides: Any) -> dict[str, Any]:
-    """sync.yaml.example with outputs moved under ``out_dir`` and the emulator as endpoint."""
-    data: dict[str, Any] = yaml.safe_load((REPO / "sync.yaml.example").read_text())
-    data["aws"] = {"region": REGION, "endpoint_url": endpoint}
-    data["metrics"] = {"listen": None}
-    data["notify"] = {}
-    for out in data["outputs"]:
-        out["path"] = str(out_dir / Path(out["path"]).name)
-        out.pop("notify", None)
-    data.update(overrides)
-    return data
-
-
-def write_yaml(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 class Daemon:
