@@ -7,6 +7,7 @@ real AWS profile or the instance metadata service.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -20,7 +21,9 @@ from typing import Any
 
 import boto3
 import pytest
+import structlog
 
+from secretsync import logs
 from tests.support.configs import example_config, write_yaml  # noqa: F401 (for the tests)
 from tests.support.faultproxy import FaultProxy
 from tests.support.java import JavaProperties, compile_reader
@@ -124,6 +127,17 @@ def proxy(moto: Moto) -> Iterator[FaultProxy]:
         yield p
     finally:
         p.stop()
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    """Send the package's JSON logs (debug and up) to a buffer for the test's duration."""
+    buffer = io.StringIO()
+    logs.configure("debug", "json", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        structlog.reset_defaults()
 
 
 @pytest.fixture(scope="session")

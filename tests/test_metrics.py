@@ -14,21 +14,20 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from secretsync import __version__, logs
+from secretsync import __version__
 from secretsync.config import Config, parse_config
 from secretsync.health import DEFAULT_HEALTH_URL, health_url
 from secretsync.metrics import Metrics
@@ -128,17 +127,6 @@ async def get(url: str, accept: str | None = None) -> tuple[int, str, str]:
         session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as resp,
     ):
         return resp.status, resp.headers.get("Content-Type", ""), await resp.text()
-
-
-@pytest.fixture
-def log_buffer() -> Iterator[io.StringIO]:
-    """Send the package's JSON logs to a buffer for the test's duration."""
-    buffer = io.StringIO()
-    logs.configure("debug", "json", stream=buffer)
-    try:
-        yield buffer
-    finally:
-        structlog.reset_defaults()
 
 
 # -- values after real polls ----------------------------------------------------------

@@ -13,16 +13,13 @@ import json
 import resource
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
-from secretsync import logs
 from secretsync.config import parse_config
 from secretsync.metrics import Metrics
 from secretsync.server import (
@@ -105,16 +102,6 @@ async def server() -> Any:
         yield srv
     finally:
         await srv.stop()
-
-
-@pytest.fixture
-def log_buffer() -> Iterator[io.StringIO]:
-    buffer = io.StringIO()
-    logs.configure("debug", "json", stream=buffer)
-    try:
-        yield buffer
-    finally:
-        structlog.reset_defaults()
 
 
 # -- a flood of half-sent requests ----------------------------------------------------------

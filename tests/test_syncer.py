@@ -30,13 +30,6 @@ from tests.support.harness import FakeClock, UpperBound, config_data, make_confi
 from tests.support.memstore import NOT_FOUND, SERVER_ERROR, THROTTLED, MemoryStore
 
 
-@pytest.fixture
-def log_buffer() -> io.StringIO:
-    buffer = io.StringIO()
-    logs.configure("debug", "json", stream=buffer)
-    return buffer
-
-
 def stat_of(path: Path) -> tuple[int, int]:
     st = os.stat(path)
     return st.st_ino, st.st_mtime_ns
