@@ -400,13 +400,13 @@ async def test_a_signal_target_is_told_once_per_batch_and_each_outcome_logged_an
     )
     notifier = Notifier(config, metrics=metrics)
 
-    notifier.submit(written(("app", "nobody", "init"), a, b))
+    notifier.submit(written(("app", "nobody", "init"), b, a))  # as pipelined writes finish
     await notifier.flush()
 
     assert [r["signal"] for r in app.barrier()] == ["SIGUSR1"]
     sent = log.one("notify_sent", target="app")
     assert (sent["pids"], sent["signal"], sent["kind"]) == ([app.pid], "SIGUSR1", "signal")
-    assert sent["files"] == [str(a), str(b)]  # both files, one signal
+    assert sent["files"] == [str(a), str(b)]  # both files, one signal, sorted
     failed = log.one("notify_failed", target="nobody")
     assert (failed["outcome"], failed["level"]) == ("not_running", "warning")
     assert failed["reason"] == "no process matches `process`"

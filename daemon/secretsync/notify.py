@@ -317,7 +317,7 @@ class Notifier:
     async def _deliver(self, name: str, batch: Batch) -> str | None:
         """Tell ``name`` about ``batch``; the outcome counted, or None for a target now gone."""
         target = self._config.notify.get(name)
-        paths = list(batch.files)
+        paths = sorted(batch.files)  # the same order however the writes of a pass finished
         if target is None:
             self._log.warning("notify_target_unknown", target=name, files=paths)
             return None

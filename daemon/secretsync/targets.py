@@ -145,7 +145,7 @@ def _kill(pids: list[int], signum: signal.Signals, details: dict[str, Any]) -> R
 async def run_command(name: str, target: NotifyTarget, paths: list[str]) -> Result:
     """Run the target's argv (no shell) in its own session and process group.
 
-    The environment gets ``SECRETSYNC_CHANGED_FILES`` (colon-separated paths) and
+    The environment gets ``SECRETSYNC_CHANGED_FILES`` (sorted, colon-separated paths) and
     ``SECRETSYNC_TARGET``. Output (stdout and stderr, one pipe: no temp file, so
     a read-only root filesystem is fine) is read while the command runs; the
     first OUTPUT_LIMIT_BYTES are kept for the log, the rest is discarded, so a
