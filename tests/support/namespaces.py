@@ -15,7 +15,7 @@ from typing import NoReturn
 import pytest
 
 # tempfile tries $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp, /usr/tmp, then the cwd:
-# hide every one of them under a read-only tmpfs (or unset it)
+# make every one of them read-only (or unset it)
 READ_ONLY_TEMP_DIRS = ("/tmp", "/var/tmp", "/usr/tmp")
 TEMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")
 
@@ -47,14 +47,16 @@ def without_temp_dirs(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     """argv and environment that run ``argv`` where no temp directory is writable.
 
     In a private mount namespace every directory of READ_ONLY_TEMP_DIRS that
-    exists is covered by a read-only tmpfs, the working directory is /tmp (now
-    read-only) and TMPDIR, TEMP and TMP are unset. The host is not affected.
+    exists is bind-mounted read-only onto itself, the working directory is /tmp
+    (now read-only) and TMPDIR, TEMP and TMP are unset. The host is not affected.
+    Read-only rather than hidden: what already lives there (a checkout and its
+    venv cloned under /tmp, as CI may do) stays readable, as on a read-only root.
     """
     unshare = require_unshare()
     script = (
         "set -e\n"
         f"for d in {' '.join(READ_ONLY_TEMP_DIRS)}; do\n"
-        '  if [ -d "$d" ]; then mount -t tmpfs -o ro tmpfs "$d"; fi\n'
+        '  if [ -d "$d" ]; then mount --bind "$d" "$d"; mount -o remount,bind,ro "$d"; fi\n'
         "done\n"
         "cd /tmp\n"
         'exec "$@"\n'
