@@ -19,10 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from tests.conftest import KAFKA_ID, Moto, example_config, free_port, kafka_secret, write_yaml
+from tests.support.motoserver import moto_server
 from tests.support.wait import wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -49,70 +49,55 @@ def main() -> None:
     args = parser.parse_args()
 
     # importing tests.conftest set dummy AWS credentials in os.environ: children inherit them
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    moto_proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     daemon: subprocess.Popen[bytes] | None = None
-    try:
-
-        def moto_up() -> bool:
-            try:
-                with urllib.request.urlopen(url + "/moto-api/", timeout=1):
-                    return True
-            except OSError:
-                return False
-
-        wait_until(moto_up, 30, "moto")
-        moto = Moto(url)
-        moto.seed_use_case()
-        work = Path(tempfile.mkdtemp(prefix="secretsync-footprint-"))
-        data = example_config(
-            work,
-            url,
-            poll={"interval": args.interval, "jitter": 0},
-            metrics={"listen": f"127.0.0.1:{free_port()}"},
-        )
-        cfg = write_yaml(work / "sync.yaml", data)
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "secretsync", "run", "-c", str(cfg), "--log-format", "json"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        pid = daemon.pid
-        wait_until((work / "combined.properties").exists, 30, "first sync")
-        cpu_start, started = _cpu_s(pid), time.monotonic()
-        rss_first_kib = _kib(pid, "VmRSS")
-        rss_max_kib, rotations, next_rotation = 0, 0, started + args.rotate_every
-        while (now := time.monotonic()) < started + args.seconds:
-            rss_max_kib = max(rss_max_kib, _kib(pid, "VmRSS"))
-            if now >= next_rotation:
-                rotations += 1
-                moto.rotate(KAFKA_ID, kafka_secret(password=f"footprint-{rotations}"))
-                next_rotation += args.rotate_every
-            time.sleep(0.2)  # sampling period, not a wait for a condition
-        elapsed_s = time.monotonic() - started
-        print(
-            json.dumps(
-                {
-                    "seconds": round(elapsed_s, 1),
-                    "poll_interval": args.interval,
-                    "rotations": rotations,
-                    "rss_after_first_sync_mib": round(rss_first_kib / 1024, 1),
-                    "rss_max_mib": round(rss_max_kib / 1024, 1),
-                    "rss_peak_hwm_mib": round(_kib(pid, "VmHWM") / 1024, 1),
-                    "cpu_avg_millicores": round(1000 * (_cpu_s(pid) - cpu_start) / elapsed_s, 1),
-                }
+    with moto_server() as url:
+        try:
+            moto = Moto(url)
+            moto.seed_use_case()
+            work = Path(tempfile.mkdtemp(prefix="secretsync-footprint-"))
+            data = example_config(
+                work,
+                url,
+                poll={"interval": args.interval, "jitter": 0},
+                metrics={"listen": f"127.0.0.1:{free_port()}"},
             )
-        )
-    finally:
-        for proc in (daemon, moto_proc):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=10)
+            cfg = write_yaml(work / "sync.yaml", data)
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "secretsync", "run", "-c", str(cfg), "--log-format", "json"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            pid = daemon.pid
+            wait_until((work / "combined.properties").exists, 30, "first sync")
+            cpu_start, started = _cpu_s(pid), time.monotonic()
+            rss_first_kib = _kib(pid, "VmRSS")
+            rss_max_kib, rotations, next_rotation = 0, 0, started + args.rotate_every
+            while (now := time.monotonic()) < started + args.seconds:
+                rss_max_kib = max(rss_max_kib, _kib(pid, "VmRSS"))
+                if now >= next_rotation:
+                    rotations += 1
+                    moto.rotate(KAFKA_ID, kafka_secret(password=f"footprint-{rotations}"))
+                    next_rotation += args.rotate_every
+                time.sleep(0.2)  # sampling period, not a wait for a condition
+            elapsed_s = time.monotonic() - started
+            cpu_s = _cpu_s(pid) - cpu_start
+            print(
+                json.dumps(
+                    {
+                        "seconds": round(elapsed_s, 1),
+                        "poll_interval": args.interval,
+                        "rotations": rotations,
+                        "rss_after_first_sync_mib": round(rss_first_kib / 1024, 1),
+                        "rss_max_mib": round(rss_max_kib / 1024, 1),
+                        "rss_peak_hwm_mib": round(_kib(pid, "VmHWM") / 1024, 1),
+                        "cpu_avg_millicores": round(1000 * cpu_s / elapsed_s, 1),
+                    }
+                )
+            )
+        finally:
+            if daemon is not None and daemon.poll() is None:
+                daemon.terminate()
+                daemon.wait(timeout=10)
 
 
 if __name__ == "__main__":
