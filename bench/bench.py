@@ -121,22 +121,15 @@ def startup(url: str, work: Path, runs: int) -> list[Row]:
     return rows
 
 
+def aws_cli_get(url: str) -> list[str]:
+    """The yardstick: one `aws secretsmanager get-secret-value` of the Kafka secret."""
+    return [AWS_CLI, "secretsmanager", "get-secret-value", "--secret-id", KAFKA_ID,
+            "--endpoint-url", url, "--region", "us-east-1", "--output", "json"]  # fmt: skip
+
+
 def once_vs_cli(url: str, work: Path, runs: int) -> Row:
     cfg = write_yaml(work / "once.yaml", example_config(work / "out-once", url))
-    cli = [
-        AWS_CLI,
-        "secretsmanager",
-        "get-secret-value",
-        "--secret-id",
-        KAFKA_ID,
-        "--endpoint-url",
-        url,
-        "--region",
-        "us-east-1",
-        "--output",
-        "json",
-    ]
-    ours, theirs = interleaved([*SECRETSYNC, "once", "-c", str(cfg)], cli, runs)
+    ours, theirs = interleaved([*SECRETSYNC, "once", "-c", str(cfg)], aws_cli_get(url), runs)
     ratio = ours / theirs
     return Row(
         "`once` (2 secrets, 3 files) vs one `aws secretsmanager get-secret-value`",
@@ -150,9 +143,8 @@ def once_vs_cli(url: str, work: Path, runs: int) -> Row:
 
 def floor_vs_cli(url: str, runs: int) -> Row:
     """What the client stack alone costs: aioboto3 Describe+Get of the 2 secrets, nothing else."""
-    cli = [AWS_CLI, "secretsmanager", "get-secret-value", "--secret-id", KAFKA_ID,
-           "--endpoint-url", url, "--region", "us-east-1", "--output", "json"]  # fmt: skip
-    floor, theirs = interleaved([PROD_PYTHON, str(RAW_CLIENT), url, "2", "2", "example"], cli, runs)
+    raw = [PROD_PYTHON, str(RAW_CLIENT), url, "2", "2", "example"]
+    floor, theirs = interleaved(raw, aws_cli_get(url), runs)
     ratio = floor / theirs
     return Row(
         "(reference) raw aioboto3 Describe+Get of the 2 secrets vs the AWS CLI",

@@ -12,11 +12,11 @@ from tests.support.wait import wait_until
 
 # a stand-in for a test session: starts moto, says where, then waits to be killed
 SESSION = (
-    "import sys, time\n"
+    "import signal\n"
     "from tests.support.motoserver import moto_server\n"
     "with moto_server() as url:\n"
     "    print(url, flush=True)\n"
-    "    time.sleep(600)\n"
+    "    signal.pause()  # until the test kills it\n"
 )
 
 
