@@ -19,7 +19,7 @@ RUN python -m venv --without-pip /opt/secretsync \
       --require-hashes --no-deps --only-binary=:all: -r requirements.lock
 # Then the project, without resolving anything again; `pip check` fails the build
 # if the lock misses a dependency of secretsync or of a locked package.
-COPY pyproject.toml README.md CHANGELOG.md sync.yaml.example ./
+COPY pyproject.toml README.md CHANGELOG.md LICENSE sync.yaml.example ./
 COPY daemon ./daemon
 RUN pip wheel --no-deps --wheel-dir /wheels . \
  && pip --python /opt/secretsync/bin/python install --no-deps --no-index /wheels/secretsync_sidecar-*.whl \

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: test lint typecheck pytest demo clean image-test bench lock
+.PHONY: test lint typecheck pytest demo clean image-test bench lock release-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,10 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[demo]'
 	touch $(DEMO_STAMP)
 
-lint: $(STAMP)
-	$(BIN)/ruff check daemon tests bench
-	$(BIN)/ruff format --check daemon tests bench
+lint: $(STAMP) $(BIN)/actionlint
+	$(BIN)/ruff check daemon tests bench packaging
+	$(BIN)/ruff format --check daemon tests bench packaging
+	$(BIN)/actionlint .github/workflows/*.yml
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -36,6 +37,21 @@ test: lint typecheck pytest
 # against moto (root, buildah, debootstrap; about 90 s). CI only lints it.
 image-test: $(STAMP)
 	SECRETSYNC_IMAGE_TEST=1 $(BIN)/pytest tests/test_image.py
+
+# What the release workflow (.github/workflows/release.yml) does, checked here: the
+# workflow lints clean, the sdist and the wheel build and pass `twine check`, the
+# package version has its dated CHANGELOG entry, and the image builds and runs.
+ACTIONLINT_VERSION ?= v1.7.12
+$(BIN)/actionlint: | $(BIN)/python
+	GOBIN=$(abspath $(BIN)) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
+
+release-check: $(STAMP) $(BIN)/actionlint
+	$(BIN)/actionlint .github/workflows/*.yml
+	rm -rf dist
+	$(BIN)/python -m build --sdist --wheel --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	$(BIN)/python packaging/release/check_version.py v$$($(BIN)/python -c 'import secretsync; print(secretsync.__version__)')
+	$(MAKE) image-test
 
 # Benchmarks (reports, not tests): secretsync against the AWS CLI, a naive script and
 # the raw client, side by side in one run against a local moto server. secretsync runs

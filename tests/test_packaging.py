@@ -283,6 +283,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "pyproject.toml",
         "README.md",
         "CHANGELOG.md",
+        "LICENSE",
         "sync.yaml.example",
         "daemon",
     }
