@@ -2,16 +2,18 @@
 
 It holds the per-output lock files (one writer per output), resolves each
 output's directory once, sweeps our stale temp files, and performs writes and
-drift repairs one at a time per output. Every write first makes sure the
-output's lock is held (:meth:`OutputLock.ensure`): a lock that could not be
-taken at start (a read-only volume) is taken before the first write that
-succeeds, and a lock file replaced under us is taken again, or the write is
-refused. A journal that cannot record a write costs its crash-safety, never
-the write. A write runs in a thread (fsync can
-take a while) inside a task that is shielded from cancellation: once started,
-it finishes, and what it wrote is committed (``last_bytes``, metrics, the
-notification journal, the ``on_written`` callback) even if the cycle that
-asked for it is cancelled by a shutdown. :meth:`drain` waits for those.
+drift repairs one at a time per output. Every write and repair first makes
+sure the output's lock is held (:meth:`OutputLock.ensure`): a lock that could
+not be taken at start (a read-only volume) is taken before the first write
+that succeeds, and a lock file replaced under us is taken again, or the write
+is refused. A journal that cannot record a write costs that notification's
+crash-safety, never the write.
+
+A write runs in a thread (fsync can take a while) inside a task that is
+shielded from cancellation: once started, it finishes, and what it wrote is
+committed (``last_bytes``, metrics, the notification journal, the
+``on_written`` callback) even if the cycle that asked for it is cancelled by a
+shutdown. :meth:`drain` waits for those.
 """
 
 from __future__ import annotations
