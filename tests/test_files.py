@@ -165,14 +165,25 @@ def test_a_full_disk_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == ["client.properties"]
 
 
-def test_a_directory_in_the_way_is_a_write_error(tmp_path: Path) -> None:
+def test_a_directory_with_content_in_the_way_is_a_write_error(tmp_path: Path) -> None:
     path = tmp_path / "client.properties"
     path.mkdir()
+    (path / "theirs").write_text("kept")
     with pytest.raises(WriteError) as info:
         write_if_changed(path, b"x")
     assert info.value.path == path
-    assert info.value.reason in {"eisdir", "enotempty", "eexist"}
+    assert info.value.reason == "not_a_file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["client.properties"]
+    assert (path / "theirs").read_text() == "kept"
+
+
+def test_an_empty_directory_in_the_way_is_removed_and_named(tmp_path: Path) -> None:
+    path = tmp_path / "client.properties"
+    path.mkdir()
+    result = write_if_changed(path, b"x")
+    assert result.did_render and result.removed == "directory"
+    assert path.read_bytes() == b"x"
+    assert write_if_changed(path, b"y").removed is None
 
 
 def test_a_file_where_the_parent_should_be_is_a_write_error(tmp_path: Path) -> None:

@@ -99,6 +99,32 @@ def test_only_the_versions_held_now_are_kept() -> None:
     assert logs.redacted_count() == 0
 
 
+@pytest.mark.usefixtures("held")
+def test_what_is_held_per_secret_is_bounded_raw_values_first() -> None:
+    big = "CANARY-big-" + "q\"'\\=:é" * 200_000  # 1.6 M characters, escaped 6 ways
+    leaves = [f'CANARY-leaf-{n:05d}-"' for n in range(50_000)]
+    logs.hold_secret("s", [big, *leaves])
+    assert logs.redacted_chars() <= logs.REDACT_MAX_CHARS_PER_SECRET
+    assert logs.redacted_count() <= logs.REDACT_MAX_STRINGS_PER_SECRET
+    # the raw forms come first: the beginning of the list is masked as it is
+    assert logs.scrub(f"<{leaves[0]}>") == f"<{logs.MASK}>"
+    logs.hold_secret("t", ["CANARY-other-secret"])  # another secret has its own budget
+    assert logs.scrub("CANARY-other-secret") == logs.MASK
+    logs.release_secret("s")
+    assert logs.redacted_chars() == len("CANARY-other-secret")
+
+
+@pytest.mark.usefixtures("held")
+def test_many_values_sharing_a_prefix_are_indexed_at_once() -> None:
+    # one sorted bucket per prefix per hold (it was re-sorted per value: quadratic)
+    values = [f"same-prefix-{n:06d}" for n in range(20_000)]
+    logs.hold_secret("s", values)
+    assert logs.scrub(f"a {values[12_345]} b") == f"a {logs.MASK} b"
+    logs.hold_secret("s", values[:10])
+    assert logs.redacted_count() == 10
+    assert logs.scrub(values[12_345]) == values[12_345]
+
+
 def test_error_fields_never_carry_an_exceptions_data() -> None:
     secret = "CANARY-enc-\ud800-x"
     try:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from secretsync.config import OutputConfig, parse_config
-from secretsync.render import RenderError, SecretValue, collect, env_key, render
+from secretsync.render import RenderError, SecretValue, collect, env_key, leaf_strings, render
 from tests.support.java import JavaProperties
 from tests.support.render_cases import (
     FORMATS,
@@ -235,6 +235,36 @@ def test_a_required_key_list_never_shows_a_key_that_is_not_text() -> None:
 def test_json_nested_too_deeply_is_a_render_error() -> None:
     with pytest.raises(RenderError, match="nested too deeply"):
         render(output(), {"s": value('{"a": ' + "[" * 200_000)})
+
+
+# --- leaf_strings: what the log redactor is given ------------------------------------
+
+
+def test_leaf_strings_are_the_text_and_every_scalar_inside_it() -> None:
+    text = json.dumps({"a": "top", "b": [1, "in-list", {"c": "deep", "d": True}], "e": None})
+    assert sorted(leaf_strings(value(text))) == sorted([text, "top", "1", "in-list", "deep"])
+    assert leaf_strings(SecretValue("s", "v1", binary=b"bin-text")) == ["bin-text"]
+    assert leaf_strings(value("not json")) == ["not json"]
+
+
+def test_leaf_strings_never_reserialise_nested_levels() -> None:
+    levels = 400
+    text = (
+        '{"k": '
+        + "".join(f'{{"v{n}": "leaf-{n:04d}-{"x" * 120}", "n": ' for n in range(levels))
+        + '"end"'
+        + "}" * levels
+        + "}"
+    )
+    leaves = leaf_strings(value(text))
+    assert len(leaves) == levels + 2  # the text, each level's string, "end"
+    assert sum(map(len, leaves)) < 2 * len(text)  # was one JSON copy per level: 200x
+
+
+@pytest.mark.parametrize("levels", [999, 5_000, 200_000])
+def test_leaf_strings_of_json_too_deep_to_read_is_the_text_alone(levels: int) -> None:
+    text = '{"k": ' + "[" * levels + '"leaf"' + "]" * levels + "}"
+    assert leaf_strings(value(text))[0] == text  # never an exception: a render error later
 
 
 # --- env: NUL, dangerous names, header ----------------------------------------------

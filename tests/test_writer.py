@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 
 from secretsync.files import WriteError
 from secretsync.journal import Journal
-from secretsync.locks import LockHeld, OutputLock
+from secretsync.locks import LockHeld, LockRefused, OutputLock
 from secretsync.metrics import Metrics
 from secretsync.state import OutputState, WrittenFile
 from secretsync.writer import OutputWriter
@@ -147,8 +150,133 @@ async def test_a_parent_swapped_for_a_symlink_after_start_is_refused(
     assert list(elsewhere.iterdir()) == []
 
 
-def test_a_lock_file_of_another_kind_is_not_trusted(tmp_path: Path) -> None:
-    path = tmp_path / "client.properties"
-    (tmp_path / ".client.properties.secretsync-lock").mkdir()
-    with pytest.raises(OSError):
-        OutputLock(path, tmp_path).acquire()
+def plant(where: Path, kind: str) -> None:
+    """Put something that is not a regular file at ``where``, for real."""
+    if kind == "directory":
+        where.mkdir()
+        (where / "theirs").write_text("kept")
+    elif kind == "empty directory":
+        where.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(where)
+    elif kind == "symlink":
+        target = where.parent / "symlink-target"
+        target.write_text("")
+        where.symlink_to(target)
+    elif kind == "dangling symlink":
+        where.symlink_to(where.parent / "nowhere")
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(where))
+    else:
+        raise AssertionError(kind)
+
+
+LOCK_PLANTS = ["directory", "empty directory", "fifo", "symlink", "dangling symlink", "socket"]
+
+
+@pytest.mark.parametrize("kind", LOCK_PLANTS)
+def test_a_lock_entry_that_is_not_a_regular_file_refuses_the_output(
+    tmp_path: Path, writers: Any, kind: str
+) -> None:
+    config = make_config(tmp_path)
+    paths = [o.path for o in config.outputs]
+    lock_path = tmp_path / f".{paths[1].name}.secretsync-lock"
+    plant(lock_path, kind)
+    writer = writers()
+    with pytest.raises(LockRefused) as info:
+        writer.manage(paths)
+    assert str(lock_path) in str(info.value) and "not a regular file" in str(info.value)
+    assert info.value.path == paths[1]
+    # all or nothing: the lock taken on the first output was given back
+    other = writers()
+    other.manage([paths[0]])
+    with pytest.raises(LockRefused):
+        OutputLock(paths[1], tmp_path).acquire()
+    assert os.path.lexists(lock_path)  # reported, never removed: it is not ours
+
+
+async def test_a_lock_file_replaced_under_the_daemon_is_taken_again_before_a_write(
+    tmp_path: Path, writers: Any
+) -> None:
+    out = make_config(tmp_path).outputs[0]
+    lock_path = tmp_path / f".{out.path.name}.secretsync-lock"
+    writer = writers()
+    writer.manage([out.path])
+    state = OutputState(out)
+    await writer.write(state, b"k=1\n", {})
+    # a neighbour deletes the lock file; another secretsync makes a new one and holds it
+    lock_path.unlink()
+    intruder = OutputLock(out.path, tmp_path)
+    intruder.acquire()
+    with pytest.raises(WriteError) as info:
+        await writer.write(state, b"k=2\n", {})
+    assert info.value.reason == "locked" and "another secretsync" in str(info.value)
+    assert out.path.read_bytes() == b"k=1\n"
+    with pytest.raises(WriteError):  # a repair is a write too
+        out.path.write_bytes(b"tampered\n")
+        await writer.repair(state)
+    intruder.release()
+    # free again: the next write takes the new lock file first
+    await writer.write(state, b"k=3\n", {})
+    assert out.path.read_bytes() == b"k=3\n"
+    with pytest.raises(LockHeld):
+        OutputLock(out.path, tmp_path).acquire()
+
+
+async def test_a_journal_that_cannot_be_written_costs_crash_safety_not_the_write(
+    tmp_path: Path, writers: Any, log_buffer: io.StringIO
+) -> None:
+    data = config_data(tmp_path)
+    data["notify"] = {"app": {"command": ["true"]}}
+    data["outputs"][0]["notify"] = ["app"]
+    from secretsync.config import parse_config  # noqa: PLC0415
+
+    out = parse_config(data).outputs[0]
+    journal = Journal()
+    pending = journal.location(out.path, tmp_path)
+    plant(pending, "directory")
+    seen: list[WrittenFile] = []
+    writer = writers(journal=journal, on_written=seen.append)
+    writer.manage([out.path])
+    written = await writer.write(OutputState(out), b"k=v\n", {"s": "v1"})
+
+    assert written is not None and out.path.read_bytes() == b"k=v\n"
+    assert [w.path for w in seen] == [out.path]  # still notified
+    assert (pending / "theirs").read_text() == "kept"
+    events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
+    failed = [e for e in events if e["event"] == "notify_journal_failed"]
+    assert len(failed) == 1 and failed[0]["path"] == str(out.path)
+    assert str(pending) in failed[0]["error"]
+
+
+@pytest.mark.parametrize("kind", ["empty directory", "fifo", "symlink", "socket"])
+async def test_a_non_file_at_the_outputs_name_is_removed_and_reported(
+    tmp_path: Path, writers: Any, log_buffer: io.StringIO, kind: str
+) -> None:
+    out = make_config(tmp_path).outputs[0]
+    plant(out.path, kind)
+    writer = writers()
+    writer.manage([out.path])
+    await writer.write(OutputState(out), b"k=v\n", {})
+    assert out.path.is_file() and not out.path.is_symlink()
+    assert out.path.read_bytes() == b"k=v\n"
+    events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
+    removed = [e for e in events if e["event"] == "output_non_file_removed"]
+    want = kind.removeprefix("empty ")
+    assert [(e["path"], e["kind"]) for e in removed] == [(str(out.path), want)]
+
+
+async def test_a_directory_with_content_at_the_outputs_name_is_a_clear_error(
+    tmp_path: Path, writers: Any
+) -> None:
+    out = make_config(tmp_path).outputs[0]
+    plant(out.path, "directory")
+    writer = writers()
+    writer.manage([out.path])
+    with pytest.raises(WriteError) as info:
+        await writer.write(OutputState(out), b"k=v\n", {})
+    assert info.value.reason == "not_a_file"
+    assert "a directory is in the way" in str(info.value) and str(out.path) in str(info.value)
+    assert (out.path / "theirs").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir() if "secretsync.tmp" in p.name) == []

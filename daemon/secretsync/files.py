@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
+import hashlib
 import os
 import pwd
 import re
@@ -45,10 +46,13 @@ class WriteError(Exception):
 
 @dataclass(frozen=True)
 class WriteResult:
-    """``did_render``: the content changed on disk; ``fixed_attrs``: only mode/owner were fixed."""
+    """``did_render``: the content changed on disk; ``fixed_attrs``: only mode/owner were
+    fixed; ``removed``: what was in the way at the file's name and was removed first (see
+    :func:`remove_non_file`), None when nothing was."""
 
     did_render: bool
     fixed_attrs: bool = False
+    removed: str | None = None
 
 
 def resolve_uid(owner: str | int | None) -> int:
@@ -127,39 +131,121 @@ def _open_regular(dir_fd: int, name: str) -> int | None:
     return fd
 
 
-def _read_fd(fd: int) -> bytes:
+def _read_fd(fd: int, limit: int | None = None) -> bytes:
+    """Read to the end, or at most ``limit`` bytes."""
     chunks = []
-    while chunk := os.read(fd, 1 << 16):
+    left = limit
+    while left is None or left > 0:
+        chunk = os.read(fd, 1 << 16 if left is None else min(1 << 16, left))
+        if not chunk:
+            break
         chunks.append(chunk)
+        if left is not None:
+            left -= len(chunk)
     return b"".join(chunks)
 
 
 def _holds(dir_fd: int, name: str, data: bytes) -> bool:
     """True when ``name`` is a regular file with exactly ``data`` (a file of another size,
-    however large, is not read)."""
+    however large, is not read; one that grows meanwhile is read one byte past ``data``)."""
     fd = _open_regular(dir_fd, name)
     if fd is None:
         return False
     try:
-        return os.fstat(fd).st_size == len(data) and _read_fd(fd) == data
+        return os.fstat(fd).st_size == len(data) and _read_fd(fd, len(data) + 1) == data
     finally:
         os.close(fd)
 
 
-def read_current(path: Path) -> bytes | None:
+def read_current(path: Path, *, max_bytes: int | None = None) -> bytes | None:
     """The file's bytes, or None when it does not exist, is not a regular file, or its
-    directory cannot be reached without following a symlink."""
+    directory cannot be reached without following a symlink.
+
+    With ``max_bytes``, a file larger than that is None too, and is never read
+    further than one byte past the cap (its size is checked first; one that
+    grows while it is read is still cut there), so a huge or sparse file
+    costs no memory.
+    """
     try:
         with open_dir(Path(os.path.abspath(path.parent))) as dir_fd:
             fd = _open_regular(dir_fd, path.name)
             if fd is None:
                 return None
             try:
-                return _read_fd(fd)
+                if max_bytes is None:
+                    return _read_fd(fd)
+                if os.fstat(fd).st_size > max_bytes:
+                    return None
+                data = _read_fd(fd, max_bytes + 1)
+                return None if len(data) > max_bytes else data
             finally:
                 os.close(fd)
     except OSError:
         return None
+
+
+def digest_file(path: Path, *, max_bytes: int) -> str | None:
+    """sha256 (hex) of the regular file at ``path``, read in chunks (constant memory);
+    None when :func:`read_current` would give None or the file is larger than
+    ``max_bytes`` (it is not read at all: hashing a huge sparse file would take minutes)."""
+    try:
+        with open_dir(Path(os.path.abspath(path.parent))) as dir_fd:
+            fd = _open_regular(dir_fd, path.name)
+            if fd is None:
+                return None
+            try:
+                if os.fstat(fd).st_size > max_bytes:
+                    return None
+                digest = hashlib.sha256()
+                left = max_bytes + 1
+                while left > 0 and (chunk := os.read(fd, min(1 << 16, left))):
+                    digest.update(chunk)
+                    left -= len(chunk)
+                return None if left <= 0 else digest.hexdigest()
+            finally:
+                os.close(fd)
+    except OSError:
+        return None
+
+
+_KINDS = (
+    (stat.S_ISREG, "file"),
+    (stat.S_ISDIR, "directory"),
+    (stat.S_ISLNK, "symlink"),
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def kind_of_mode(mode: int) -> str:
+    """A word for a file type (``st_mode``): file, directory, symlink, fifo, socket, device."""
+    return next((word for test, word in _KINDS if test(mode)), "device")
+
+
+def remove_non_file(dir_fd: int, name: str) -> str | None:
+    """Clear ``name`` in ``dir_fd`` of anything that is not a regular file.
+
+    A symlink (never its target), FIFO, socket or device node is unlinked; an
+    empty directory is removed. Returns what was removed (see
+    :func:`kind_of_mode`), or None when the name is free or a regular file.
+    Raises OSError: ``ENOTEMPTY`` for a directory that holds something (its
+    content is never deleted), or whatever stops the removal.
+    """
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = kind_of_mode(st.st_mode)
+    try:
+        if kind == "directory":
+            os.rmdir(name, dir_fd=dir_fd)
+        else:
+            os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:  # removed by someone else meanwhile
+        pass
+    return kind
 
 
 def _fix_attrs(dir_fd: int, name: str, mode: int, uid: int, gid: int) -> bool:
@@ -204,7 +290,10 @@ def write_if_changed(
     walked without following symlinks; missing components are created 0750.
 
     When the bytes already match, nothing is written; a drifted mode or owner is
-    corrected in place. Otherwise a temp file is created in the same directory
+    corrected in place. Something other than a regular file at ``path`` (a
+    symlink, FIFO, socket, device or empty directory) is removed first and named
+    in the result; a directory that holds something is a WriteError (reason
+    ``not_a_file``) and is left alone. Otherwise a temp file is created in the same directory
     with ``O_EXCL|O_NOFOLLOW`` and the final mode, chowned, written, fsynced,
     ``before_replace(inode of the temp file)`` is called (the notification
     journal records it), the temp file is renamed over ``path``, and the
@@ -218,13 +307,37 @@ def write_if_changed(
         with open_dir(directory, create=True) as dir_fd:
             if _holds(dir_fd, name, data):
                 return WriteResult(False, fixed_attrs=_fix_attrs(dir_fd, name, mode, uid, gid))
+            try:
+                removed = remove_non_file(dir_fd, name)
+            except OSError as exc:
+                if _is_dir(dir_fd, name):
+                    raise _not_a_file(path, exc) from None
+                raise
             _replace(dir_fd, name, data, mode, uid, gid, before_replace)
             os.fsync(dir_fd)  # the rename is durable once the directory is
     except OSError as exc:
-        raise _write_error(path, directory, exc) from None
+        raise write_error(path, directory, exc) from None
     except (OverflowError, ValueError) as exc:  # an owner id the kernel cannot take
         raise WriteError(path, "owner", f"cannot set owner/group: {type(exc).__name__}") from None
-    return WriteResult(did_render=True)
+    return WriteResult(did_render=True, removed=removed)
+
+
+def _is_dir(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _not_a_file(path: Path, exc: OSError) -> WriteError:
+    why = (
+        "it holds files, and secretsync removes only an empty one"
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST)
+        else f"it cannot be removed: {exc.strerror or type(exc).__name__}"
+    )
+    return WriteError(
+        path, "not_a_file", f"a directory is in the way at the output's name ({why}): remove it"
+    )
 
 
 def _replace(  # noqa: PLR0917 (one private step of write_if_changed)
@@ -294,7 +407,8 @@ def sweep_temps(directory: Path, names: Iterable[str]) -> list[str]:
     return removed
 
 
-def _write_error(path: Path, directory: Path, exc: OSError) -> WriteError:
+def write_error(path: Path, directory: Path, exc: OSError) -> WriteError:
+    """The WriteError for an OSError met while writing ``path`` in ``directory``."""
     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
         return WriteError(
             path,

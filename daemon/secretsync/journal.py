@@ -14,22 +14,46 @@ Records live next to their output as ``.<name>.secretsync-pending`` (a place
 that survives a container restart wherever the output does), or in
 ``state_dir`` when one is configured, named after a hash of the output path.
 Every method is blocking (small files, fsync) and thread-safe.
+
+Whoever can write the output's directory can plant anything at a record's
+name, so a record is read with suspicion: one larger than
+:data:`RECORD_MAX_BYTES` is never read past the cap, and one that cannot be
+read or parsed, for whatever reason, is absent (never an exception). What is
+not a regular file at the name is removed before a record is written there
+(never a directory's content); when that fails, only the record fails
+(:class:`JournalError`): the caller writes the output anyway.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from secretsync.files import open_dir, read_current, write_if_changed
+from secretsync import logs
+from secretsync.files import (
+    WriteError,
+    kind_of_mode,
+    open_dir,
+    read_current,
+    remove_non_file,
+    write_if_changed,
+)
 
 PENDING_SUFFIX = ".secretsync-pending"
 RECORD_MAX_BYTES = 64 * 1024
+
+
+class JournalError(Exception):
+    """A record could not be written (the notification is not crash-safe); names paths only."""
+
+    safe_message = True
 
 
 def digest_of(data: bytes) -> str:
@@ -53,6 +77,7 @@ class Journal:
     def __init__(self, state_dir: Path | None = None) -> None:
         self.state_dir = state_dir
         self._lock = threading.Lock()
+        self._log = logs.get_logger()
         self.writes = 0
 
     def __repr__(self) -> str:
@@ -66,21 +91,19 @@ class Journal:
         return directory / f".{path.name}{PENDING_SUFFIX}"
 
     def load(self, path: Path, directory: Path) -> Record | None:
-        """The record of ``path``, or None (none, unreadable, or not for this path)."""
-        raw = read_current(self.location(path, directory))
-        if raw is None or len(raw) > RECORD_MAX_BYTES:
-            return None
-        try:
-            data = json.loads(raw)
-            record = Record(
-                path=str(data["path"]),
-                digest=str(data["digest"]),
-                targets=tuple(str(t) for t in data["targets"]),
-                initial=bool(data["initial"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            return None
-        return record if record.path == str(path) else None
+        """The record of ``path``, or None: none, not a regular file, larger than
+        RECORD_MAX_BYTES (never read past the cap), unparseable in any way (nested
+        too deeply, not UTF-8, wrong types, …), or not for this path. Never raises.
+        Something at the record's name that is not a usable record is logged."""
+        where = self.location(path, directory)
+        record, problem = _read_record(where)
+        if problem is not None:
+            self._log.warning("notify_journal_ignored", path=str(path), problem=problem)
+        return record if record is not None and record.path == str(path) else None
+
+    def _load_quietly(self, path: Path, directory: Path) -> Record | None:
+        record, _ = _read_record(self.location(path, directory))
+        return record if record is not None and record.path == str(path) else None
 
     def record(
         self, path: Path, directory: Path, digest: str, targets: tuple[str, ...], initial: bool
@@ -88,12 +111,14 @@ class Journal:
         """``path`` is about to hold content ``digest``: ``targets`` must be told.
 
         Targets of an earlier record still pending are kept (they have not been
-        told about the earlier change either). Raises OSError.
+        told about the earlier change either). Something other than a regular
+        file at the record's name is removed first (and logged). Raises
+        JournalError when the record cannot be written.
         """
         if not targets:
             return
         with self._lock:
-            old = self.load(path, directory)
+            old = self._load_quietly(path, directory)
             merged = tuple(dict.fromkeys((*(old.targets if old else ()), *targets)))
             initial = initial and (old.initial if old else True)
             self._store(path, directory, Record(str(path), digest, merged, initial))
@@ -106,7 +131,7 @@ class Journal:
         only means a repeated notification after a crash.
         """
         with self._lock, contextlib.suppress(OSError):
-            old = self.load(path, directory)
+            old = self._load_quietly(path, directory)
             if old is None or old.digest != digest or target not in old.targets:
                 return
             left = tuple(t for t in old.targets if t != target)
@@ -122,6 +147,17 @@ class Journal:
 
     def _store(self, path: Path, directory: Path, record: Record) -> None:
         where = self.location(path, directory)
+        try:
+            with open_dir(where.parent, create=True) as dir_fd:
+                removed = remove_non_file(dir_fd, where.name)
+        except OSError as exc:
+            what = "a directory that holds files" if exc.errno == errno.ENOTEMPTY else "it"
+            raise JournalError(
+                f"{where}: something other than a file is in the way and {what} cannot be "
+                f"removed ({exc.strerror or type(exc).__name__})"
+            ) from None
+        if removed is not None:
+            self._log.warning("notify_journal_non_file_removed", path=str(where), kind=removed)
         body = json.dumps(
             {
                 "path": record.path,
@@ -131,7 +167,10 @@ class Journal:
             },
             sort_keys=True,
         ).encode()
-        write_if_changed(where, body, mode=0o600, directory=where.parent)
+        try:
+            write_if_changed(where, body, mode=0o600, directory=where.parent)
+        except WriteError as exc:
+            raise JournalError(str(exc)) from None
         self.writes += 1
 
     def _remove(self, path: Path, directory: Path) -> None:
@@ -139,3 +178,37 @@ class Journal:
         with open_dir(where.parent) as dir_fd, contextlib.suppress(FileNotFoundError):
             os.unlink(where.name, dir_fd=dir_fd)
             os.fsync(dir_fd)
+
+
+def _read_record(where: Path) -> tuple[Record | None, str | None]:
+    """(the record at ``where``, None) or (None, why it is unusable); (None, None) if none."""
+    raw = read_current(where, max_bytes=RECORD_MAX_BYTES)
+    if raw is None:
+        try:
+            st = os.lstat(where)
+        except OSError:
+            return None, None  # no record (or nothing we can see)
+        if not stat.S_ISREG(st.st_mode):
+            return None, f"not a regular file: a {kind_of_mode(st.st_mode)}"
+        if st.st_size > RECORD_MAX_BYTES:
+            return None, f"larger than {RECORD_MAX_BYTES} bytes (not read)"
+        return None, "unreadable"
+    try:
+        data = json.loads(raw)
+        path, digest, targets, initial = (
+            data["path"],
+            data["digest"],
+            data["targets"],
+            data["initial"],
+        )
+    except Exception:  # whatever the bytes hold: nesting too deep, wrong types, …
+        return None, "not a valid record"
+    if not (
+        isinstance(path, str)
+        and isinstance(digest, str)
+        and isinstance(targets, list)
+        and all(isinstance(t, str) for t in targets)
+        and isinstance(initial, bool)
+    ):
+        return None, "not a valid record"
+    return Record(path, digest, tuple(targets), initial), None

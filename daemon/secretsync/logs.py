@@ -9,8 +9,11 @@ The last line of defence is the redactor: every event is scrubbed of the
 values of the secret versions currently held (``hold_secret``), in the forms a
 value takes once rendered or quoted (raw, JSON-escaped, Python-escaped, Java
 ``.properties``-escaped, shell-quoted). It keeps only the versions held now,
-and compiles them into one pattern when they change, so the cost of a log
-event does not grow with the number of rotations seen.
+and indexes them when they change, so the cost of a log event does not grow
+with the number of rotations seen. What it holds per secret is bounded
+(:data:`REDACT_MAX_CHARS_PER_SECRET` characters, :data:`REDACT_MAX_STRINGS_PER_SECRET`
+strings, all forms counted): every raw value first, then one kind of escaped
+form after another; a secret that does not fit is logged (``secret_mask_truncated``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import shlex
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -33,23 +36,58 @@ LEVELS = LOG_LEVELS
 MASK = "***"
 _MIN_REDACT_LEN = 4  # shorter values (e.g. "1", "true") would mask ordinary words
 TRACEBACK_FRAMES = 12  # innermost frames kept in a logged traceback
+# A secret of the most Secrets Manager holds (64 KiB) fits with every form of its text
+# and its strings; a bigger or stranger one is masked as far as this goes.
+REDACT_MAX_CHARS_PER_SECRET = 1 << 20
+REDACT_MAX_STRINGS_PER_SECRET = 16_384
 
 
-def _forms(value: str) -> set[str]:
-    """The value and the escaped forms it takes in our outputs, quotes and reprs."""
-    forms = {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
-    forms.add(repr(value)[1:-1])
-    forms.add(shlex.quote(value))
+def _escapers() -> list[Callable[[str], str]]:
+    """The escaped forms a value takes in our outputs, quotes and reprs, likeliest first."""
     import javaproperties  # noqa: PLC0415 (only once a secret is held)
 
     from secretsync.derive import jaas_quote  # noqa: PLC0415 (derive imports config)
 
-    jaas = jaas_quote(value)[1:-1]  # a password inside sasl.jaas.config
-    for text in (value, jaas):
-        forms.add(javaproperties.escape(text, ensure_ascii=True))
-        forms.add(javaproperties.escape(text, ensure_ascii=False))
-    forms.add(jaas)
-    return {form for form in forms if len(form) >= _MIN_REDACT_LEN}
+    def jaas(text: str) -> str:
+        return jaas_quote(text)[1:-1]  # a password inside sasl.jaas.config
+
+    return [
+        lambda v: javaproperties.escape(v, ensure_ascii=True),  # a .properties file
+        lambda v: json.dumps(v, ensure_ascii=False)[1:-1],  # a JSON file or log line
+        shlex.quote,  # an env file
+        jaas,
+        lambda v: javaproperties.escape(jaas(v), ensure_ascii=True),  # …in .properties
+        lambda v: json.dumps(v)[1:-1],
+        lambda v: repr(v)[1:-1],
+        lambda v: javaproperties.escape(v, ensure_ascii=False),
+        lambda v: javaproperties.escape(jaas(v), ensure_ascii=False),
+    ]
+
+
+def _forms(values: Iterable[str]) -> tuple[frozenset[str], bool]:
+    """What to mask for one secret's ``values``, within the per-secret budget: every raw
+    value first, then each kind of escaped form of every value in turn (so one huge
+    value never crowds out the others). Returns the strings, and True when some did
+    not fit. An escaped form is never shorter than its value, so a value longer than
+    what is left of the budget is not even escaped."""
+    raw = [v for v in dict.fromkeys(values) if len(v) >= _MIN_REDACT_LEN]
+    chosen: dict[str, None] = {}
+    left = REDACT_MAX_CHARS_PER_SECRET
+    cut = False
+    for escape in [None, *_escapers()]:  # None: the value as it is
+        for value in raw:
+            if len(chosen) >= REDACT_MAX_STRINGS_PER_SECRET or len(value) > left:
+                cut = True
+                continue
+            form = value if escape is None else escape(value)
+            if len(form) < _MIN_REDACT_LEN or form in chosen:
+                continue
+            if len(form) > left:
+                cut = True
+                continue
+            chosen[form] = None
+            left -= len(form)
+    return frozenset(chosen), cut
 
 
 class _Redactor:
@@ -60,13 +98,16 @@ class _Redactor:
     their first ``_MIN_REDACT_LEN`` characters as they change, so scrubbing a
     text costs one dictionary lookup per character position (plus the checks
     of the candidates found there), however many values are held, and holding
-    one more costs the same with a thousand held.
+    one more costs the same with a thousand held. Each bucket touched by a
+    change is rebuilt once per change, not once per string (thousands of
+    strings sharing a prefix were quadratic).
     """
 
     def __init__(self) -> None:
         self._held: dict[str, frozenset[str]] = {}
         self._owners: dict[str, int] = {}  # value → how many secrets hold it
         self._index: dict[str, tuple[str, ...]] = {}  # prefix → values, longest first
+        self._chars = 0  # characters of the distinct strings held
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -77,55 +118,62 @@ class _Redactor:
         """How many distinct strings are masked now (all forms of all held values)."""
         return len(self._owners)
 
-    def hold(self, owner: str, values: Iterable[str]) -> None:
-        forms = frozenset(form for value in values for form in _forms(value))
+    @property
+    def chars(self) -> int:
+        """How many characters those strings hold."""
+        return self._chars
+
+    def hold(self, owner: str, values: Iterable[str]) -> bool:
+        """Returns True when some of ``values`` did not fit in the per-secret budget."""
+        forms, cut = _forms(values)
         with self._lock:
             old = self._held.get(owner, frozenset())
             if old == forms:
-                return
+                return cut
             if forms:
                 self._held[owner] = forms
             else:
                 self._held.pop(owner, None)
             # only what changed is re-indexed: a thousand secrets held cost nothing
             # more to the next one (the whole set used to be rebuilt each time)
-            for value in forms - old:
-                self._add(value)
-            for value in old - forms:
-                self._remove(value)
+            self._update(added=forms - old, removed=old - forms)
+        return cut
 
     def release(self, owner: str) -> None:
         with self._lock:
-            for value in self._held.pop(owner, frozenset()):
-                self._remove(value)
+            self._update(added=frozenset(), removed=self._held.pop(owner, frozenset()))
 
     def release_all_but(self, owners: Iterable[str]) -> None:
         keep = set(owners)
         with self._lock:
             for owner in [o for o in self._held if o not in keep]:
-                for value in self._held.pop(owner):
-                    self._remove(value)
+                self._update(added=frozenset(), removed=self._held.pop(owner))
 
-    def _add(self, value: str) -> None:
-        held = self._owners.get(value, 0)
-        self._owners[value] = held + 1
-        if held == 0:
-            prefix = value[:_MIN_REDACT_LEN]
-            bucket = (*self._index.get(prefix, ()), value)
-            # longest first, so that a value containing another is masked whole
-            self._index[prefix] = tuple(sorted(bucket, key=len, reverse=True))
-
-    def _remove(self, value: str) -> None:
-        held = self._owners.pop(value, 0) - 1
-        if held > 0:
-            self._owners[value] = held
-            return
-        prefix = value[:_MIN_REDACT_LEN]
-        bucket = tuple(v for v in self._index.get(prefix, ()) if v != value)
-        if bucket:
-            self._index[prefix] = bucket
-        else:
-            self._index.pop(prefix, None)
+    def _update(self, *, added: frozenset[str], removed: frozenset[str]) -> None:
+        new: dict[str, list[str]] = {}  # prefix → strings now held by a first secret
+        gone: dict[str, set[str]] = {}  # prefix → strings no secret holds any more
+        for value in added:
+            held = self._owners.get(value, 0)
+            self._owners[value] = held + 1
+            if held == 0:
+                new.setdefault(value[:_MIN_REDACT_LEN], []).append(value)
+                self._chars += len(value)
+        for value in removed:
+            held = self._owners.pop(value, 0) - 1
+            if held > 0:
+                self._owners[value] = held
+            else:
+                gone.setdefault(value[:_MIN_REDACT_LEN], set()).add(value)
+                self._chars -= len(value)
+        for prefix in new.keys() | gone.keys():
+            dropped = gone.get(prefix, set())
+            bucket = [v for v in self._index.get(prefix, ()) if v not in dropped]
+            bucket += new.get(prefix, [])
+            if bucket:
+                # longest first, so that a value containing another is masked whole
+                self._index[prefix] = tuple(sorted(bucket, key=len, reverse=True))
+            else:
+                self._index.pop(prefix, None)
 
     def scrub(self, text: str) -> str:
         index = self._index
@@ -172,9 +220,18 @@ def hold_secret(secret_id: str, values: Iterable[str]) -> None:
     """Mask ``values`` (the strings of the version of ``secret_id`` held now) in every event.
 
     Replaces what was held for ``secret_id`` before: a rotated-away version is
-    no longer in memory, so it is no longer worth masking.
+    no longer in memory, so it is no longer worth masking. At most
+    REDACT_MAX_CHARS_PER_SECRET characters and REDACT_MAX_STRINGS_PER_SECRET
+    strings are held per secret (raw values first); what does not fit is not
+    masked, and ``secret_mask_truncated`` is logged.
     """
-    _REDACTOR.hold(secret_id, values)
+    if _REDACTOR.hold(secret_id, values):
+        get_logger().warning(
+            "secret_mask_truncated",
+            secret=secret_id,
+            max_chars=REDACT_MAX_CHARS_PER_SECRET,
+            max_strings=REDACT_MAX_STRINGS_PER_SECRET,
+        )
 
 
 def release_secret(secret_id: str) -> None:
@@ -190,6 +247,11 @@ def release_secrets_except(secret_ids: Iterable[str]) -> None:
 def redacted_count() -> int:
     """How many strings the redactor masks now (tests and debugging)."""
     return _REDACTOR.count
+
+
+def redacted_chars() -> int:
+    """How many characters those strings hold (tests and debugging)."""
+    return _REDACTOR.chars
 
 
 def scrub(text: str) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from secretsync.awsenv import resolve_region
 from secretsync.config import Config
 from secretsync.journal import Journal
-from secretsync.locks import LockHeld
+from secretsync.locks import LockRefused
 from secretsync.metrics import Metrics
 from secretsync.signals import SignalCapture
 from secretsync.startup import EXIT_FAILURE, EXIT_OK, StartupError, current_digest, state_dir_of
@@ -91,7 +91,7 @@ async def run_once(
     try:
         try:
             await asyncio.to_thread(writer.manage, paths)
-        except LockHeld as exc:
+        except LockRefused as exc:
             raise StartupError(str(exc)) from None
         async with _store(config, metrics, store) as secrets:
             syncer = Syncer(config, secrets, writer, metrics=metrics, notifier=notifier)

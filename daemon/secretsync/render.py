@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import javaproperties
@@ -352,7 +352,15 @@ def render(output: OutputConfig, values: Mapping[str, SecretValue]) -> bytes:
 
 
 def leaf_strings(value: SecretValue) -> list[str]:
-    """The raw secret text and every string inside it, for log redaction."""
+    """The raw secret text (first) and every string and number inside it, for log redaction.
+
+    Only scalars: a nested object or list is never serialised again (every level
+    of a 400-level secret used to be, one JSON copy each, 200 times the secret's
+    size); each of its strings is in the list, so any text made from it has them
+    masked. The walk is iterative. JSON nested too deeply to read (or not JSON)
+    gives the raw text alone: never an exception (rendering such a secret is a
+    RenderError of its outputs, not a failed fetch).
+    """
     leaves: list[str] = []
     if value.binary is not None:
         with contextlib.suppress(UnicodeDecodeError):
@@ -362,16 +370,18 @@ def leaf_strings(value: SecretValue) -> list[str]:
     leaves.append(value.text)
     try:
         data = json.loads(value.text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than it can read
         return leaves
     if isinstance(data, dict):
-        leaves.extend(_leaves(data.values()))
+        leaves.extend(_leaves(data))
     return leaves
 
 
-def _leaves(items: Iterable[object]) -> list[str]:
+def _leaves(root: dict[str, object]) -> list[str]:
     out: list[str] = []
-    for item in items:
+    todo: list[object] = [root]
+    while todo:
+        item = todo.pop()
         if isinstance(item, str):
             out.append(item)
         elif isinstance(item, bool) or item is None:
@@ -379,9 +389,7 @@ def _leaves(items: Iterable[object]) -> list[str]:
         elif isinstance(item, int | float):
             out.append(json.dumps(item))
         elif isinstance(item, dict):
-            out.extend(_leaves(item.values()))
-            out.append(json.dumps(item))
+            todo.extend(reversed(item.values()))
         elif isinstance(item, list):
-            out.extend(_leaves(item))
-            out.append(json.dumps(item))
+            todo.extend(reversed(item))
     return out

@@ -28,7 +28,7 @@ from secretsync import __version__, backoff, logs
 from secretsync.awsenv import resolve_region
 from secretsync.config import Config
 from secretsync.journal import Journal
-from secretsync.locks import LockHeld
+from secretsync.locks import LockRefused
 from secretsync.metrics import Metrics
 from secretsync.notify import Notifier
 from secretsync.poller import Poller
@@ -176,7 +176,7 @@ class Runtime:
         self._log.debug("fd_limit", soft_before=before, soft=soft, hard=hard)
         try:
             await asyncio.to_thread(self.writer.manage, [o.path for o in config.outputs])
-        except LockHeld as exc:
+        except LockRefused as exc:
             raise StartupError(str(exc)) from None
         store = self._store
         if store is None:
@@ -319,7 +319,7 @@ class Runtime:
         added = [o.path for o in new.outputs if o.path not in old_paths]
         try:
             await asyncio.to_thread(self.writer.manage, added)
-        except LockHeld as exc:
+        except LockRefused as exc:
             raise ReloadRefused(str(exc)) from None
         removed = self.syncer.reconfigure(new)
         self.writer.unmanage(removed.paths)

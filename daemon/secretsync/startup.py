@@ -11,10 +11,12 @@ import os
 from pathlib import Path
 
 from secretsync.config import Config
-from secretsync.files import read_current
-from secretsync.journal import digest_of
+from secretsync.files import digest_file
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+# An output with a pending notification larger than this is not what we wrote (a
+# rendered file is a few KiB; Secrets Manager holds at most 64 KiB per secret)
+OUTPUT_DIGEST_MAX_BYTES = 64 * 1024 * 1024
 
 
 class StartupError(Exception):
@@ -28,9 +30,10 @@ class StartupError(Exception):
 
 
 def current_digest(path: Path) -> str | None:
-    """The digest of the file at ``path`` now (None when missing)."""
-    data = read_current(path)
-    return None if data is None else digest_of(data)
+    """The digest of the file at ``path`` now, read in chunks; None when it is missing,
+    not a regular file, or larger than OUTPUT_DIGEST_MAX_BYTES (not read: a huge file
+    planted at an output's name costs neither memory nor minutes of hashing)."""
+    return digest_file(path, max_bytes=OUTPUT_DIGEST_MAX_BYTES)
 
 
 def state_dir_of(config: Config) -> Path | None:

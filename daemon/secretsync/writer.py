@@ -2,11 +2,18 @@
 
 It holds the per-output lock files (one writer per output), resolves each
 output's directory once, sweeps our stale temp files, and performs writes and
-drift repairs one at a time per output. A write runs in a thread (fsync can
-take a while) inside a task that is shielded from cancellation: once started,
-it finishes, and what it wrote is committed (``last_bytes``, metrics, the
-notification journal, the ``on_written`` callback) even if the cycle that
-asked for it is cancelled by a shutdown. :meth:`drain` waits for those.
+drift repairs one at a time per output. Every write and repair first makes
+sure the output's lock is held (:meth:`OutputLock.ensure`): a lock that could
+not be taken at start (a read-only volume) is taken before the first write
+that succeeds, and a lock file replaced under us is taken again, or the write
+is refused. A journal that cannot record a write costs that notification's
+crash-safety, never the write.
+
+A write runs in a thread (fsync can take a while) inside a task that is
+shielded from cancellation: once started, it finishes, and what it wrote is
+committed (``last_bytes``, metrics, the notification journal, the
+``on_written`` callback) even if the cycle that asked for it is cancelled by a
+shutdown. :meth:`drain` waits for those.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ from secretsync.files import (
     resolve_gid,
     resolve_uid,
     sweep_temps,
+    write_error,
     write_if_changed,
 )
-from secretsync.journal import Journal, digest_of
-from secretsync.locks import OutputLock
+from secretsync.journal import Journal, JournalError, digest_of
+from secretsync.locks import LockRefused, OutputLock, check_open_files
 from secretsync.metrics import Metrics
 from secretsync.state import OutputState, WrittenFile
 
@@ -76,11 +84,17 @@ class OutputWriter:
     def manage(self, paths: Iterable[Path]) -> list[Path]:
         """Start managing ``paths``: resolve directories, take their locks, sweep old temps.
 
-        All or nothing: if one lock is held by another process, the locks taken
-        by this call are released and LockHeld is raised. Blocking (call it in a
-        thread from the loop). Returns the newly managed paths.
+        All or nothing: if one lock is refused (held by another process, not a
+        regular file, or more outputs than the open-files limit allows, see
+        :func:`check_open_files`), the locks taken by this call are released and
+        LockRefused is raised. A lock that cannot be made because the directory
+        cannot be written is not a refusal: it is logged, and taken before the
+        first write. Blocking (call it in a thread from the loop). Returns the
+        newly managed paths.
         """
         new = [p for p in dict.fromkeys(paths) if p not in self._dirs]
+        if self.locking and new:
+            check_open_files(len(self._locks) + len(new))
         taken: list[OutputLock] = []
         dirs = {path: real_dir(path) for path in new}
         try:
@@ -89,11 +103,16 @@ class OutputWriter:
                 if self.locking:
                     try:
                         lock.acquire()
+                    except LockRefused:
+                        raise
                     except OSError as exc:
-                        # not a conflict: the directory cannot be written, and the
-                        # write will fail (and be reported) the same way
+                        # not a conflict: the directory cannot be written now (a
+                        # read-only volume); the lock is taken before the first write
                         self._log.warning(
-                            "output_lock_unavailable", path=str(path), error=exc.strerror
+                            "output_lock_unavailable",
+                            path=str(path),
+                            error=exc.strerror,
+                            retry="before each write",
                         )
                     else:
                         taken.append(lock)
@@ -134,6 +153,32 @@ class OutputWriter:
     def _mutex_for(self, path: Path) -> asyncio.Lock:
         return self._mutex.setdefault(path, asyncio.Lock())
 
+    def _ensure_lock(self, path: Path) -> str | None:
+        """Make sure ``path``'s lock is held before writing it (blocking); see
+        :meth:`OutputLock.ensure`. Raises WriteError (reason ``locked``, or the errno
+        when the lock file cannot be made, as the write could not be either)."""
+        lock = self._locks.get(path)
+        if not self.locking or lock is None:
+            return None
+        try:
+            how = lock.ensure()
+        except LockRefused as exc:
+            raise WriteError(path, "locked", f"not written: {exc}") from None
+        except OSError as exc:
+            # the write would fail the same way (a read-only or unreachable directory)
+            raise write_error(path, lock.directory, exc) from None
+        if how == "taken":
+            sweep_temps(lock.directory, [path.name])  # ours to sweep only now
+        return how
+
+    def _report(self, path: Path, lock: str | None, result: WriteResult | None) -> None:
+        if lock == "taken":
+            self._log.info("output_lock_taken", path=str(path), when="before a write")
+        elif lock == "retaken":
+            self._log.warning("output_lock_replaced", path=str(path), action="lock taken again")
+        if result is not None and result.removed is not None:
+            self._log.warning("output_non_file_removed", path=str(path), kind=result.removed)
+
     async def write(
         self, state: OutputState, data: bytes, versions: dict[str, str]
     ) -> WrittenFile | None:
@@ -155,14 +200,19 @@ class OutputWriter:
         digest = digest_of(data)
         directory = self.directory(out.path)
         journal, targets = self.journal, tuple(out.notify)
+        journal_failed: list[JournalError] = []
+        lock: list[str | None] = [None]
 
         def record(_inode: int) -> None:
             if journal is not None and targets:
-                journal.record(out.path, directory, digest, targets, state.initial)
+                try:
+                    journal.record(out.path, directory, digest, targets, state.initial)
+                except JournalError as exc:
+                    journal_failed.append(exc)  # the write goes on: it matters more
 
-        async with self._mutex_for(out.path):
-            result: WriteResult = await asyncio.to_thread(
-                write_if_changed,
+        def locked_write() -> WriteResult:
+            lock[0] = self._ensure_lock(out.path)
+            return write_if_changed(
                 out.path,
                 data,
                 mode=out.mode,
@@ -171,8 +221,22 @@ class OutputWriter:
                 directory=directory,
                 before_replace=record,
             )
+
+        async with self._mutex_for(out.path):
+            try:
+                result: WriteResult = await asyncio.to_thread(locked_write)
+            finally:
+                self._report(out.path, lock[0], None)
             # committed under the mutex: a repair that runs next compares with these bytes
             state.last_bytes, state.versions = data, dict(versions)
+        self._report(out.path, None, result)
+        for exc in journal_failed:
+            self._log.warning(
+                "notify_journal_failed",
+                path=str(out.path),
+                error=str(exc),
+                effect="written; a crash before its targets are told loses the notification",
+            )
         if result.fixed_attrs:
             self._log.info("file_attrs_fixed", path=str(out.path))
         if not result.did_render:
@@ -205,17 +269,20 @@ class OutputWriter:
             # place committed last_bytes before releasing it, so it is never undone
             if state.last_bytes is None or out.path not in self._dirs:
                 return False
-            result = await asyncio.shield(
-                asyncio.to_thread(
-                    write_if_changed,
-                    out.path,
-                    state.last_bytes,
-                    mode=out.mode,
-                    uid=uid,
-                    gid=gid,
-                    directory=directory,
+            data = state.last_bytes
+            lock: list[str | None] = [None]
+
+            def locked_repair() -> WriteResult:
+                lock[0] = self._ensure_lock(out.path)
+                return write_if_changed(
+                    out.path, data, mode=out.mode, uid=uid, gid=gid, directory=directory
                 )
-            )
+
+            try:
+                result = await asyncio.shield(asyncio.to_thread(locked_repair))
+            finally:
+                self._report(out.path, lock[0], None)
+        self._report(out.path, None, result)
         if not (result.did_render or result.fixed_attrs):
             return False
         self.repairs += 1
