@@ -53,13 +53,20 @@ def seed_replicated(moto: Moto) -> None:
         )
 
 
-def config(tmp_path: Path, primary: FaultProxy, replica: FaultProxy, **overrides: Any) -> Path:
+def config(
+    tmp_path: Path,
+    primary: FaultProxy,
+    replica: FaultProxy,
+    aws: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Path:
     data = example_config(tmp_path / "out", primary.url, **overrides)
     data["aws"] = {
         "region": PRIMARY,
         "endpoint_url": primary.url,
         "failover_region": REPLICA,
         "failover_endpoint_url": replica.url,
+        **(aws or {}),
     }
     return write_yaml(tmp_path / "sync.yaml", data)
 
@@ -140,6 +147,46 @@ def test_the_replica_serves_while_the_primary_is_down_and_the_primary_takes_over
     )
     # switching regions by itself rewrote nothing (same version ids, same bytes)
     assert samples(port, "secretsync_file_writes_total") == writes_before
+    assert daemon.stop() < 10 and daemon.proc.returncode == 0
+    assert "CANARY" not in daemon.log_path.read_text()
+
+
+def test_a_trickling_primary_fails_over_and_every_poll_still_finishes(
+    moto: Moto, proxy: FaultProxy, replica_proxy: FaultProxy, tmp_path: Path, start_daemon: Any
+) -> None:
+    seed_replicated(moto)
+    # the primary sends headers at once, then a byte a second: no read ever times out
+    proxy.fault, proxy.trickle_every_s = "trickle", 1.0
+    port = free_port()
+    cfg = config(
+        tmp_path,
+        proxy,
+        replica_proxy,
+        aws={"call_timeout": "2s"},
+        poll={"interval": "1s", "jitter": 0},
+        metrics={"listen": f"127.0.0.1:{port}"},
+    )
+    daemon: Daemon = start_daemon(cfg)
+    out = tmp_path / "out"
+
+    # a stall is "unavailable": the checks go to the replica after the call deadline
+    wait_until(lambda: (out / "combined.properties").exists(), 30, "files from the replica")
+    assert daemon.has_event("secret_failed_over", secret=KAFKA_ID, reason="CallTimeout")
+    # polls keep finishing, and a rotation made meanwhile is applied
+    moto.rotate(SR_ID, sr_secret(secret="CANARY-sr-while-trickling"))
+    wait_until(
+        lambda: b"CANARY-sr-while-trickling" in (out / "schema-registry.properties").read_bytes(),
+        30,
+        "the rotation through the replica",
+    )
+    cycles = sum(e.get("event") == "poll_cycle" for e in daemon.events())
+    wait_until(
+        lambda: sum(e.get("event") == "poll_cycle" for e in daemon.events()) >= cycles + 3,
+        30,
+        "three more poll cycles",
+    )
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+        assert resp.status == 200
     assert daemon.stop() < 10 and daemon.proc.returncode == 0
     assert "CANARY" not in daemon.log_path.read_text()
 

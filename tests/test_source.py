@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from secretsync.source import SecretsSource, SourceError
@@ -71,6 +73,32 @@ async def test_server_errors_are_transient(moto: Moto, proxy: FaultProxy) -> Non
         with pytest.raises(SourceError) as info:
             await source.current_version("t")
     assert info.value.transient
+
+
+async def test_a_trickling_endpoint_is_cut_off_at_the_call_deadline_as_unavailable(
+    moto: Moto, proxy: FaultProxy
+) -> None:
+    moto.create("t", {"k": "1"})
+    # headers at once, then a byte a second: every read arrives well within the read
+    # timeout, so only a deadline on the whole call ends it
+    proxy.fault, proxy.trickle_every_s = "trickle", 1.0
+    seen: list[tuple[str, str]] = []
+    async with SecretsSource(
+        region=REGION,
+        endpoint_url=proxy.url,
+        call_timeout_s=2,
+        on_request=lambda *a: seen.append(a),
+    ) as source:
+        with pytest.raises(SourceError) as info:
+            # the outer bound only turns a call that never ends into a failure of this test
+            await asyncio.wait_for(source.current_version("t"), 60)
+        assert info.value.code == "CallTimeout"
+        assert info.value.transient and info.value.unavailable  # a replica region may answer
+        assert "2s" in str(info.value)
+        assert seen == [("DescribeSecret", "error")]
+        # the connection it used is not reused half-read: the next call gets a real answer
+        proxy.fault = "none"
+        assert await source.current_version("t")
 
 
 async def test_missing_region_is_reported(monkeypatch: pytest.MonkeyPatch, moto: Moto) -> None:

@@ -5,6 +5,12 @@ DescribeSecret; ``fetch`` costs one GetSecretValue pinned to the exact
 VersionId that was seen as AWSCURRENT, so a rotation between the two calls
 cannot mix versions. Errors come out as :class:`SourceError`, classified
 transient (retry with backoff) or permanent (retry at the normal interval).
+
+Every call, the client's own retries included, has a total deadline
+(``call_timeout_s``): the client's connect and read timeouts bound each wait
+for a byte, so an endpoint that keeps sending a byte now and then would hold
+a call (and the pass waiting for it) forever. A call cut off is a transient
+``CallTimeout`` that counts as "the region cannot answer".
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ from secretsync.store import (
 RequestObserver = Callable[[str, str], None]
 """Called once per real HTTP attempt (retries included) with (operation, outcome)."""
 
+DEFAULT_CALL_TIMEOUT_S = 10.0
+_OPERATIONS = {"describe_secret": "DescribeSecret", "get_secret_value": "GetSecretValue"}
+
 
 def classify(secret_id: str, exc: BaseException) -> SourceError:
     """Turn a botocore/aiohttp exception into a SourceError (transient or permanent)."""
@@ -80,7 +89,8 @@ class SecretsSource:
 
     ``region`` and ``endpoint_url`` override the default chain; credentials always
     come from the default chain (env, web identity/IRSA, ECS task role, instance
-    profile). At most ``max_concurrency`` requests are in flight at once.
+    profile). At most ``max_concurrency`` requests are in flight at once; each
+    call ends within ``call_timeout_s`` of being sent, answered or not.
     """
 
     def __init__(
@@ -92,6 +102,7 @@ class SecretsSource:
         max_attempts: int = 3,  # total HTTP attempts per call, the first included
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 10.0,
+        call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
         on_request: RequestObserver | None = None,
     ) -> None:
         self.region = region
@@ -99,6 +110,7 @@ class SecretsSource:
         self.max_attempts = max_attempts
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.call_timeout_s = call_timeout_s
         self.on_request = on_request
         self.describe_calls = 0
         self.fetch_calls = 0
@@ -185,13 +197,31 @@ class SecretsSource:
         if self._client is None or self._semaphore is None:
             raise RuntimeError("SecretsSource used before start()")
         async with self._semaphore:
+            # the deadline starts once the call may go out: waiting for a slot is not the
+            # endpoint's fault, and a queue of calls must not time out unsent
+            deadline = asyncio.timeout(self.call_timeout_s)
             try:
-                result: dict[str, Any] = await getattr(self._client, operation)(**params)
+                async with deadline:
+                    result: dict[str, Any] = await getattr(self._client, operation)(**params)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if deadline.expired():
+                    raise self._cut_off(secret_id, operation) from None
                 raise classify(secret_id, exc) from None
         return result
+
+    def _cut_off(self, secret_id: str, operation: str) -> SourceError:
+        # the attempt in flight never reached botocore's retry handler: count it here
+        if self.on_request is not None:
+            self.on_request(_OPERATIONS.get(operation, operation), "error")
+        return SourceError(
+            secret_id,
+            "CallTimeout",
+            f"no complete answer within {self.call_timeout_s:g}s",
+            transient=True,
+            unavailable=True,
+        )
 
     async def read(self, secret_id: str, held_version: str | None) -> Read:
         """DescribeSecret, then GetSecretValue pinned to the version it reports when that is
@@ -249,6 +279,7 @@ async def open_store(
         region=region,
         endpoint_url=aws.endpoint_url,
         max_concurrency=aws.concurrency,
+        call_timeout_s=aws.call_timeout_s,
         on_request=metrics.request_observer(region or "default"),
     )
     await stack.enter_async_context(primary)
@@ -265,6 +296,7 @@ async def open_store(
         region=aws.failover_region,
         endpoint_url=aws.failover_endpoint_url,
         max_concurrency=aws.concurrency,
+        call_timeout_s=aws.call_timeout_s,
         on_request=metrics.request_observer(aws.failover_region),
     )
     await stack.enter_async_context(failover)

@@ -30,6 +30,7 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
         "ExpiredTokenException",
         "IDPCommunicationError",
+        "CallTimeout",  # our own deadline on a call (see source.py)
     }
 )
 THROTTLE_CODES = frozenset(
@@ -47,6 +48,7 @@ UNAVAILABLE_CODES = frozenset(
         "ServiceUnavailableException",
         "RequestTimeout",
         "RequestTimeoutException",
+        "CallTimeout",  # a stall: no complete answer within the call's deadline
     }
 )
 

@@ -116,6 +116,8 @@ class FaultProxy:
         self._call(_stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.is_down and request.transport is not None:
