@@ -9,6 +9,7 @@ import pytest
 from secretsync.source import SecretsSource, SourceError
 from tests.conftest import REGION, Moto
 from tests.support.faultproxy import FaultProxy
+from tests.support.wait import async_wait_until
 
 
 async def test_current_version_and_pinned_fetch(moto: Moto) -> None:
@@ -99,6 +100,41 @@ async def test_a_trickling_endpoint_is_cut_off_at_the_call_deadline_as_unavailab
         # the connection it used is not reused half-read: the next call gets a real answer
         proxy.fault = "none"
         assert await source.current_version("t")
+
+
+async def test_a_call_queued_behind_stalled_ones_gives_up_at_its_own_deadline(
+    moto: Moto, proxy: FaultProxy
+) -> None:
+    for name in ("q1", "q2", "q3"):
+        moto.create(name, {"k": "1"})
+    proxy.fault, proxy.trickle_every_s = "trickle", 1.0
+    seen: list[tuple[str, str]] = []
+    async with SecretsSource(
+        region=REGION,
+        endpoint_url=proxy.url,
+        max_concurrency=1,
+        call_timeout_s=60,
+        on_request=lambda *a: seen.append(a),
+    ) as source:
+        # the one connection slot is taken by a call that stalls (and may for a minute)
+        stalled = asyncio.create_task(source.current_version("q1"))
+        try:
+            await async_wait_until(lambda: proxy.count("DescribeSecret") == 1, 30, "q1 sent")
+            source.call_timeout_s = 1  # the calls queued behind it have a short deadline
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    source.current_version("q2"),
+                    source.current_version("q3"),
+                    return_exceptions=True,
+                ),
+                20,  # without the queue in the deadline they would wait for q1 first
+            )
+        finally:
+            stalled.cancel()
+            await asyncio.gather(stalled, return_exceptions=True)
+    assert all(isinstance(r, SourceError) and r.code == "CallTimeout" for r in results)
+    assert all("no free connection" in str(r) for r in results)
+    assert seen == [] and proxy.count("DescribeSecret") == 1  # nothing else was sent
 
 
 async def test_missing_region_is_reported(monkeypatch: pytest.MonkeyPatch, moto: Moto) -> None:

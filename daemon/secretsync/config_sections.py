@@ -32,7 +32,7 @@ class AwsConfig(FrozenModel):
     region: str | None = None
     endpoint_url: str | None = None
     concurrency: int = Field(default=16, ge=1, le=128)
-    call_timeout_s: Duration = Field(default=10.0, alias="call_timeout", ge=1, le=300)
+    call_timeout_s: Duration = Field(default=10.0, alias="call_timeout", ge=1, le=60)
     failover_region: str | None = None
     failover_endpoint_url: str | None = None
 

@@ -6,11 +6,12 @@ VersionId that was seen as AWSCURRENT, so a rotation between the two calls
 cannot mix versions. Errors come out as :class:`SourceError`, classified
 transient (retry with backoff) or permanent (retry at the normal interval).
 
-Every call, the client's own retries included, has a total deadline
-(``call_timeout_s``): the client's connect and read timeouts bound each wait
-for a byte, so an endpoint that keeps sending a byte now and then would hold
-a call (and the pass waiting for it) forever. A call cut off is a transient
-``CallTimeout`` that counts as "the region cannot answer".
+Every call, the client's own retries and the wait for a connection slot
+included, has a total deadline (``call_timeout_s``): the client's connect and
+read timeouts bound each wait for a byte, so an endpoint that keeps sending a
+byte now and then would hold a call (and the pass waiting for it) forever. A
+call cut off is a transient ``CallTimeout`` that counts as "the region cannot
+answer".
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class SecretsSource:
     ``region`` and ``endpoint_url`` override the default chain; credentials always
     come from the default chain (env, web identity/IRSA, ECS task role, instance
     profile). At most ``max_concurrency`` requests are in flight at once; each
-    call ends within ``call_timeout_s`` of being sent, answered or not.
+    call ends within ``call_timeout_s``, answered or not, the wait for one of
+    those slots included.
     """
 
     def __init__(
@@ -196,29 +198,32 @@ class SecretsSource:
     async def _call(self, secret_id: str, operation: str, **params: str) -> dict[str, Any]:
         if self._client is None or self._semaphore is None:
             raise RuntimeError("SecretsSource used before start()")
-        async with self._semaphore:
-            # the deadline starts once the call may go out: waiting for a slot is not the
-            # endpoint's fault, and a queue of calls must not time out unsent
-            deadline = asyncio.timeout(self.call_timeout_s)
-            try:
-                async with deadline:
-                    result: dict[str, Any] = await getattr(self._client, operation)(**params)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if deadline.expired():
-                    raise self._cut_off(secret_id, operation) from None
-                raise classify(secret_id, exc) from None
+        # the deadline covers the wait for a free slot too: when the region stalls, the
+        # slots are held by stalled calls, and a call queued behind them must fail over
+        # after one deadline, not after every call ahead of it has used up its own
+        deadline = asyncio.timeout(self.call_timeout_s)
+        sent = False
+        try:
+            async with deadline, self._semaphore:
+                sent = True
+                result: dict[str, Any] = await getattr(self._client, operation)(**params)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if deadline.expired():
+                raise self._cut_off(secret_id, operation, sent=sent) from None
+            raise classify(secret_id, exc) from None
         return result
 
-    def _cut_off(self, secret_id: str, operation: str) -> SourceError:
-        # the attempt in flight never reached botocore's retry handler: count it here
-        if self.on_request is not None:
+    def _cut_off(self, secret_id: str, operation: str, *, sent: bool) -> SourceError:
+        if sent and self.on_request is not None:
+            # the attempt in flight never reached botocore's retry handler: count it here
             self.on_request(_OPERATIONS.get(operation, operation), "error")
+        what = "no complete answer" if sent else "no free connection (calls ahead stalled)"
         return SourceError(
             secret_id,
             "CallTimeout",
-            f"no complete answer within {self.call_timeout_s:g}s",
+            f"{what} within {self.call_timeout_s:g}s",
             transient=True,
             unavailable=True,
         )
