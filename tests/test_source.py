@@ -24,6 +24,20 @@ async def test_current_version_and_pinned_fetch(moto: Moto) -> None:
     assert (source.describe_calls, source.fetch_calls) == (1, 2)
 
 
+async def test_a_read_carries_the_creation_date_of_the_version_fetched(moto: Moto) -> None:
+    v1 = moto.create("app/dated", {"k": "1"})
+    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+        first = await source.read("app/dated", None)
+        v2 = moto.rotate("app/dated", {"k": "2"})
+        second = await source.read("app/dated", v1)
+        unchanged = await source.read("app/dated", v2)
+    assert (first.version_id, second.version_id) == (v1, v2)
+    # CreatedDate, as epoch seconds: what tells a replica's older version from a newer one
+    assert first.created is not None and second.created is not None
+    assert first.created <= second.created
+    assert unchanged.value is None and unchanged.created is None  # nothing fetched
+
+
 async def test_not_found_is_permanent(moto: Moto) -> None:
     async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
         with pytest.raises(SourceError) as info:

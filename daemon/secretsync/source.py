@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -234,7 +235,8 @@ class SecretsSource:
         version_id = await self.current_version(secret_id)
         if version_id == held_version:
             return Read(version_id, None, self.region)
-        return Read(version_id, await self.fetch(secret_id, version_id), self.region)
+        value, created = await self._get(secret_id, version_id)
+        return Read(version_id, value, self.region, created)
 
     async def current_version(self, secret_id: str) -> str:
         """The VersionId staged AWSCURRENT (one DescribeSecret). Raises SourceError."""
@@ -253,17 +255,24 @@ class SecretsSource:
 
     async def fetch(self, secret_id: str, version_id: str) -> SecretValue:
         """GetSecretValue pinned to ``version_id``. Raises SourceError."""
+        return (await self._get(secret_id, version_id))[0]
+
+    async def _get(self, secret_id: str, version_id: str) -> tuple[SecretValue, float | None]:
+        """GetSecretValue pinned to ``version_id``: the value, and the version's
+        ``CreatedDate`` as epoch seconds (None when the answer has none)."""
         self.fetch_calls += 1
         resp = await self._call(
             secret_id, "get_secret_value", SecretId=secret_id, VersionId=version_id
         )
         binary = resp.get("SecretBinary")
-        return SecretValue(
+        value = SecretValue(
             secret_id=secret_id,
             version_id=str(resp.get("VersionId") or version_id),
             text=resp.get("SecretString"),
             binary=bytes(binary) if binary is not None else None,
         )
+        created = resp.get("CreatedDate")  # botocore parses the timestamp into a datetime
+        return value, created.timestamp() if isinstance(created, datetime.datetime) else None
 
 
 async def open_store(
