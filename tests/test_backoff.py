@@ -26,3 +26,15 @@ def test_full_jitter_spreads_delays_over_the_whole_range() -> None:
     rng = random.Random(3)
     delays = [backoff.delay_s(8, rng) for _ in range(2_000)]
     assert min(delays) < 10 and max(delays) > 240  # not all at the ceiling
+
+
+def test_a_secret_retry_stays_between_half_and_all_of_the_capped_ceiling() -> None:
+    rng = random.Random(11)
+    for failures in (0, 1, 3, 5, 1_024, 10**9):
+        ceiling = backoff.ceiling_s(failures, cap_s=30)
+        delays = [backoff.retry_delay_s(failures, rng, cap_s=30) for _ in range(500)]
+        assert all(ceiling / 2 <= d <= ceiling <= 30 for d in delays)
+        # still jittered: a fleet that failed together does not retry in the same second
+        assert max(delays) - min(delays) > ceiling / 4
+    # a cap below the base (a 100 ms poll interval) is the cap
+    assert 0.05 <= backoff.retry_delay_s(1, rng, cap_s=0.1) <= 0.1

@@ -19,7 +19,7 @@ from secretsync.poller import Poller
 from secretsync.source import SecretsSource
 from secretsync.syncer import Syncer
 from secretsync.writer import OutputWriter
-from tests.conftest import KAFKA_ID, REGION, Moto, example_config, kafka_secret
+from tests.conftest import KAFKA_ID, REGION, SR_ID, Moto, example_config, kafka_secret
 from tests.support.faultproxy import FaultProxy
 from tests.support.wait import async_wait_until
 
@@ -111,3 +111,36 @@ async def test_the_poller_recovers_when_the_service_comes_back(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_one_stalled_secret_never_holds_back_the_others(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path, writers: Any
+) -> None:
+    moto.seed_use_case()
+    config = parse_config(example_config(tmp_path, proxy.url, poll={"interval": "1s", "jitter": 0}))
+    async with SecretsSource(
+        region=REGION, endpoint_url=proxy.url, max_attempts=1, call_timeout_s=1
+    ) as source:
+        syncer = syncer_for(config, source, writers)
+        await syncer.cycle()
+        # from now on every answer about the Schema Registry secret trickles in, a byte
+        # a second (no read timeout ever fires); the Kafka secret's answers are normal
+        proxy.fault, proxy.fault_only, proxy.trickle_every_s = "trickle", frozenset({SR_ID}), 1.0
+        poller = Poller(syncer)
+        task = asyncio.create_task(poller.run())
+        try:
+            await async_wait_until(lambda: poller.cycles >= 1, 30, "a cycle with a stall")
+            moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-beside-a-stall"))
+            await async_wait_until(
+                lambda: "CANARY-beside-a-stall" in (tmp_path / "client.properties").read_text(),
+                30,
+                "the other secret's rotation",
+            )
+            cycles = poller.cycles
+            await async_wait_until(lambda: poller.cycles >= cycles + 3, 30, "cycles going on")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    error = syncer.secrets[SR_ID].error
+    assert error is not None and error.code == "CallTimeout"
+    assert syncer.secrets[KAFKA_ID].checked_ok

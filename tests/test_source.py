@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from secretsync.source import SecretsSource, SourceError
 from tests.conftest import REGION, Moto
 from tests.support.faultproxy import FaultProxy
+from tests.support.wait import async_wait_until
 
 
 async def test_current_version_and_pinned_fetch(moto: Moto) -> None:
@@ -19,6 +22,20 @@ async def test_current_version_and_pinned_fetch(moto: Moto) -> None:
     assert (old.version_id, old.text) == (v1, '{"k": "1"}')
     assert (new.version_id, new.text) == (v2, '{"k": "2"}')
     assert (source.describe_calls, source.fetch_calls) == (1, 2)
+
+
+async def test_a_read_carries_the_creation_date_of_the_version_fetched(moto: Moto) -> None:
+    v1 = moto.create("app/dated", {"k": "1"})
+    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+        first = await source.read("app/dated", None)
+        v2 = moto.rotate("app/dated", {"k": "2"})
+        second = await source.read("app/dated", v1)
+        unchanged = await source.read("app/dated", v2)
+    assert (first.version_id, second.version_id) == (v1, v2)
+    # CreatedDate, as epoch seconds: what tells a replica's older version from a newer one
+    assert first.created is not None and second.created is not None
+    assert first.created <= second.created
+    assert unchanged.value is None and unchanged.created is None  # nothing fetched
 
 
 async def test_not_found_is_permanent(moto: Moto) -> None:
@@ -71,6 +88,67 @@ async def test_server_errors_are_transient(moto: Moto, proxy: FaultProxy) -> Non
         with pytest.raises(SourceError) as info:
             await source.current_version("t")
     assert info.value.transient
+
+
+async def test_a_trickling_endpoint_is_cut_off_at_the_call_deadline_as_unavailable(
+    moto: Moto, proxy: FaultProxy
+) -> None:
+    moto.create("t", {"k": "1"})
+    # headers at once, then a byte a second: every read arrives well within the read
+    # timeout, so only a deadline on the whole call ends it
+    proxy.fault, proxy.trickle_every_s = "trickle", 1.0
+    seen: list[tuple[str, str]] = []
+    async with SecretsSource(
+        region=REGION,
+        endpoint_url=proxy.url,
+        call_timeout_s=2,
+        on_request=lambda *a: seen.append(a),
+    ) as source:
+        with pytest.raises(SourceError) as info:
+            # the outer bound only turns a call that never ends into a failure of this test
+            await asyncio.wait_for(source.current_version("t"), 60)
+        assert info.value.code == "CallTimeout"
+        assert info.value.transient and info.value.unavailable  # a replica region may answer
+        assert "2s" in str(info.value)
+        assert seen == [("DescribeSecret", "error")]
+        # the connection it used is not reused half-read: the next call gets a real answer
+        proxy.fault = "none"
+        assert await source.current_version("t")
+
+
+async def test_a_call_queued_behind_stalled_ones_gives_up_at_its_own_deadline(
+    moto: Moto, proxy: FaultProxy
+) -> None:
+    for name in ("q1", "q2", "q3"):
+        moto.create(name, {"k": "1"})
+    proxy.fault, proxy.trickle_every_s = "trickle", 1.0
+    seen: list[tuple[str, str]] = []
+    async with SecretsSource(
+        region=REGION,
+        endpoint_url=proxy.url,
+        max_concurrency=1,
+        call_timeout_s=60,
+        on_request=lambda *a: seen.append(a),
+    ) as source:
+        # the one connection slot is taken by a call that stalls (and may for a minute)
+        stalled = asyncio.create_task(source.current_version("q1"))
+        try:
+            await async_wait_until(lambda: proxy.count("DescribeSecret") == 1, 30, "q1 sent")
+            source.call_timeout_s = 1  # the calls queued behind it have a short deadline
+            results = await asyncio.wait_for(
+                asyncio.gather(
+                    source.current_version("q2"),
+                    source.current_version("q3"),
+                    return_exceptions=True,
+                ),
+                20,  # without the queue in the deadline they would wait for q1 first
+            )
+        finally:
+            stalled.cancel()
+            await asyncio.gather(stalled, return_exceptions=True)
+    assert all(isinstance(r, SourceError) and r.code == "CallTimeout" for r in results)
+    assert all("no free connection" in str(r) for r in results)
+    assert seen == [] and proxy.count("DescribeSecret") == 1  # nothing else was sent
 
 
 async def test_missing_region_is_reported(monkeypatch: pytest.MonkeyPatch, moto: Moto) -> None:

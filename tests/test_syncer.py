@@ -276,7 +276,9 @@ async def test_ten_thousand_consecutive_failures_keep_a_bounded_future_retry(
         )
         assert report.secrets_checked == 2
         retry = r.syncer.next_retry_at()
-        assert retry is not None and clock.now < retry <= clock.now + 300
+        # never later than one poll interval (30 s here): the end of the outage is seen
+        # within one poll
+        assert retry is not None and clock.now < retry <= clock.now + 30
         clock.now = retry
     assert all(st.failures == 10_000 for st in r.syncer.secrets.values())
     assert r.store.count("DescribeSecret") == 20_000  # one call per secret per retry, no spin

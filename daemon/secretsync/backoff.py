@@ -1,10 +1,13 @@
-"""Backoff policy: exponential with full jitter, the exponent clamped. Pure: no clock, no I/O.
+"""Backoff policy: exponential with jitter, the exponent clamped. Pure: no clock, no I/O.
 
-Used for transient AWS failures (per secret), for a poll cycle that raised,
-and for restarting a supervised task. Like consul-template's retry config,
-the exponent is clamped, so a failure count of any size (an outage of weeks,
-credentials that never work) gives a delay in ``[0, cap_s]`` and never an
-``OverflowError``.
+:func:`delay_s` (full jitter, up to a fixed cap) is used for a poll cycle that
+raised, for restarting a supervised task and for setting up push. The retries
+of one secret after transient AWS failures use :func:`retry_delay_s`, capped
+by the caller at the poll interval: an outage of any length is noticed within
+one poll of its end, and a secret in backoff is never checked more often than
+twice per interval. Like consul-template's retry config, the exponent is
+clamped, so a failure count of any size (an outage of weeks, credentials that
+never work) gives a delay within the cap and never an ``OverflowError``.
 """
 
 from __future__ import annotations
@@ -34,3 +37,18 @@ def delay_s(
     regional outage) instead of having every sidecar retry in the same second.
     """
     return rng.uniform(0.0, ceiling_s(failures, base_s=base_s, cap_s=cap_s))
+
+
+def retry_delay_s(
+    failures: int, rng: random.Random, *, cap_s: float, base_s: float = BASE_S
+) -> float:
+    """A delay drawn uniformly from ``[c/2, c]``, ``c = ceiling_s(failures, cap_s=cap_s)``.
+
+    "Equal jitter": the retries of a fleet that failed together are still
+    spread over half the ceiling, but the delay never falls far below it, so
+    once the ceiling reaches ``cap_s`` (the poll interval, for a secret) the
+    retries come at most twice as often as regular polls would, and never
+    later than one cap after the previous one. Never raises.
+    """
+    ceiling = ceiling_s(failures, base_s=base_s, cap_s=cap_s)
+    return rng.uniform(ceiling / 2, ceiling)

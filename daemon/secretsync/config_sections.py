@@ -24,12 +24,15 @@ class AwsConfig(FrozenModel):
 
     ``failover_region``: a region holding replicas of every secret; a check the
     primary region cannot answer runs there (see :mod:`secretsync.failover`).
-    It must differ from the primary region.
+    It must differ from the primary region. ``call_timeout``: the deadline of
+    each Secrets Manager call, its retries included; a call cut off counts as
+    the region not answering.
     """
 
     region: str | None = None
     endpoint_url: str | None = None
     concurrency: int = Field(default=16, ge=1, le=128)
+    call_timeout_s: Duration = Field(default=10.0, alias="call_timeout", ge=1, le=60)
     failover_region: str | None = None
     failover_endpoint_url: str | None = None
 

@@ -5,12 +5,20 @@ DescribeSecret; ``fetch`` costs one GetSecretValue pinned to the exact
 VersionId that was seen as AWSCURRENT, so a rotation between the two calls
 cannot mix versions. Errors come out as :class:`SourceError`, classified
 transient (retry with backoff) or permanent (retry at the normal interval).
+
+Every call, the client's own retries and the wait for a connection slot
+included, has a total deadline (``call_timeout_s``): the client's connect and
+read timeouts bound each wait for a byte, so an endpoint that keeps sending a
+byte now and then would hold a call (and the pass waiting for it) forever. A
+call cut off is a transient ``CallTimeout`` that counts as "the region cannot
+answer".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -44,6 +52,9 @@ from secretsync.store import (
 
 RequestObserver = Callable[[str, str], None]
 """Called once per real HTTP attempt (retries included) with (operation, outcome)."""
+
+DEFAULT_CALL_TIMEOUT_S = 10.0
+_OPERATIONS = {"describe_secret": "DescribeSecret", "get_secret_value": "GetSecretValue"}
 
 
 def classify(secret_id: str, exc: BaseException) -> SourceError:
@@ -80,7 +91,9 @@ class SecretsSource:
 
     ``region`` and ``endpoint_url`` override the default chain; credentials always
     come from the default chain (env, web identity/IRSA, ECS task role, instance
-    profile). At most ``max_concurrency`` requests are in flight at once.
+    profile). At most ``max_concurrency`` requests are in flight at once; each
+    call ends within ``call_timeout_s``, answered or not, the wait for one of
+    those slots included.
     """
 
     def __init__(
@@ -92,6 +105,7 @@ class SecretsSource:
         max_attempts: int = 3,  # total HTTP attempts per call, the first included
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 10.0,
+        call_timeout_s: float = DEFAULT_CALL_TIMEOUT_S,
         on_request: RequestObserver | None = None,
     ) -> None:
         self.region = region
@@ -99,6 +113,7 @@ class SecretsSource:
         self.max_attempts = max_attempts
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.call_timeout_s = call_timeout_s
         self.on_request = on_request
         self.describe_calls = 0
         self.fetch_calls = 0
@@ -184,14 +199,35 @@ class SecretsSource:
     async def _call(self, secret_id: str, operation: str, **params: str) -> dict[str, Any]:
         if self._client is None or self._semaphore is None:
             raise RuntimeError("SecretsSource used before start()")
-        async with self._semaphore:
-            try:
+        # the deadline covers the wait for a free slot too: when the region stalls, the
+        # slots are held by stalled calls, and a call queued behind them must fail over
+        # after one deadline, not after every call ahead of it has used up its own
+        deadline = asyncio.timeout(self.call_timeout_s)
+        sent = False
+        try:
+            async with deadline, self._semaphore:
+                sent = True
                 result: dict[str, Any] = await getattr(self._client, operation)(**params)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                raise classify(secret_id, exc) from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if deadline.expired():
+                raise self._cut_off(secret_id, operation, sent=sent) from None
+            raise classify(secret_id, exc) from None
         return result
+
+    def _cut_off(self, secret_id: str, operation: str, *, sent: bool) -> SourceError:
+        if sent and self.on_request is not None:
+            # the attempt in flight never reached botocore's retry handler: count it here
+            self.on_request(_OPERATIONS.get(operation, operation), "error")
+        what = "no complete answer" if sent else "no free connection (calls ahead stalled)"
+        return SourceError(
+            secret_id,
+            "CallTimeout",
+            f"{what} within {self.call_timeout_s:g}s",
+            transient=True,
+            unavailable=True,
+        )
 
     async def read(self, secret_id: str, held_version: str | None) -> Read:
         """DescribeSecret, then GetSecretValue pinned to the version it reports when that is
@@ -199,7 +235,8 @@ class SecretsSource:
         version_id = await self.current_version(secret_id)
         if version_id == held_version:
             return Read(version_id, None, self.region)
-        return Read(version_id, await self.fetch(secret_id, version_id), self.region)
+        value, created = await self._get(secret_id, version_id)
+        return Read(version_id, value, self.region, created)
 
     async def current_version(self, secret_id: str) -> str:
         """The VersionId staged AWSCURRENT (one DescribeSecret). Raises SourceError."""
@@ -218,17 +255,24 @@ class SecretsSource:
 
     async def fetch(self, secret_id: str, version_id: str) -> SecretValue:
         """GetSecretValue pinned to ``version_id``. Raises SourceError."""
+        return (await self._get(secret_id, version_id))[0]
+
+    async def _get(self, secret_id: str, version_id: str) -> tuple[SecretValue, float | None]:
+        """GetSecretValue pinned to ``version_id``: the value, and the version's
+        ``CreatedDate`` as epoch seconds (None when the answer has none)."""
         self.fetch_calls += 1
         resp = await self._call(
             secret_id, "get_secret_value", SecretId=secret_id, VersionId=version_id
         )
         binary = resp.get("SecretBinary")
-        return SecretValue(
+        value = SecretValue(
             secret_id=secret_id,
             version_id=str(resp.get("VersionId") or version_id),
             text=resp.get("SecretString"),
             binary=bytes(binary) if binary is not None else None,
         )
+        created = resp.get("CreatedDate")  # botocore parses the timestamp into a datetime
+        return value, created.timestamp() if isinstance(created, datetime.datetime) else None
 
 
 async def open_store(
@@ -249,6 +293,7 @@ async def open_store(
         region=region,
         endpoint_url=aws.endpoint_url,
         max_concurrency=aws.concurrency,
+        call_timeout_s=aws.call_timeout_s,
         on_request=metrics.request_observer(region or "default"),
     )
     await stack.enter_async_context(primary)
@@ -265,6 +310,7 @@ async def open_store(
         region=aws.failover_region,
         endpoint_url=aws.failover_endpoint_url,
         max_concurrency=aws.concurrency,
+        call_timeout_s=aws.call_timeout_s,
         on_request=metrics.request_observer(aws.failover_region),
     )
     await stack.enter_async_context(failover)

@@ -30,6 +30,7 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
         "ExpiredTokenException",
         "IDPCommunicationError",
+        "CallTimeout",  # our own deadline on a call (see source.py)
     }
 )
 THROTTLE_CODES = frozenset(
@@ -47,6 +48,7 @@ UNAVAILABLE_CODES = frozenset(
         "ServiceUnavailableException",
         "RequestTimeout",
         "RequestTimeoutException",
+        "CallTimeout",  # a stall: no complete answer within the call's deadline
     }
 )
 
@@ -81,11 +83,15 @@ class SourceError(Exception):
 @dataclass(frozen=True)
 class Read:
     """One check of a secret: the version staged AWSCURRENT, and its value when it is
-    not the version already held (``value`` None: unchanged). ``region``: who answered."""
+    not the version already held (``value`` None: unchanged). ``region``: who answered.
+    ``created``: with a value, the version's creation time (epoch seconds, the
+    ``CreatedDate`` Secrets Manager gives), when known; it tells an older version
+    from a newer one (see :mod:`secretsync.failover`)."""
 
     version_id: str
     value: SecretValue | None
     region: str | None = None
+    created: float | None = None
 
 
 class SecretStore(Protocol):

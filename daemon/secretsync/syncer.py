@@ -5,9 +5,10 @@ is due, fetches a value only for a version it does not hold, re-renders just
 the outputs that use a changed secret (or whose last attempt failed), has the
 writer write them, and hands the files that changed to the notifier only when
 the whole pass is written. Failures keep the last good file: transient store
-errors back off per secret (:mod:`secretsync.backoff`), permanent ones are
-retried at the next regular cycle, and an output that cannot be rendered
-costs that output alone. The store is any :class:`~secretsync.store.SecretStore`.
+errors back off per secret (:mod:`secretsync.backoff`, never longer than the
+poll interval), permanent ones are retried at the next regular cycle, and an
+output that cannot be rendered costs that output alone. The store is any
+:class:`~secretsync.store.SecretStore`.
 """
 
 from __future__ import annotations
@@ -305,7 +306,11 @@ class Syncer:
         st.error, st.checked_ok = exc, False
         if exc.transient:
             st.failures += 1
-            st.retry_at = self._clock() + backoff.delay_s(st.failures, self._rng)
+            # capped at the poll interval: however long the outage, the first check after
+            # the backend returns comes within one poll (a longer wait saves no call: the
+            # regular poll would make it anyway)
+            delay = backoff.retry_delay_s(st.failures, self._rng, cap_s=self.config.poll.interval_s)
+            st.retry_at = self._clock() + delay
         else:
             st.failures, st.retry_at = 0, 0.0
         self._log.warning(

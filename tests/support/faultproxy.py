@@ -3,22 +3,28 @@
 It runs its own event loop in a thread so both sync and async tests can use it.
 Faults are real from the client's point of view: throttling and 5xx answers
 come back over HTTP; ``down()`` closes the listening socket so connections are
-refused until ``up()``.
+refused until ``up()``; ``hang`` accepts a request and never answers; ``trickle``
+sends moto's real status and headers at once, then the body one byte every
+``trickle_every_s`` (a stalled backend that defeats per-read timeouts). A fault
+applies to every request, or with ``fault_only`` to requests naming one of
+those secrets (their ``SecretId``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import socket
 import threading
+import time
 from typing import Literal
 
 import aiohttp
 from aiohttp import web
 
-Fault = Literal["none", "throttle", "error500", "hang"]
+Fault = Literal["none", "throttle", "error500", "hang", "trickle"]
 
 
 class FaultProxy:
@@ -27,7 +33,10 @@ class FaultProxy:
         self.counts: collections.Counter[str] = collections.Counter()
         self.fetched_versions: list[tuple[str, str | None]] = []
         self.fault: Fault = "none"
+        self.fault_only: frozenset[str] | None = None  # None: the fault applies to every secret
+        self.trickle_every_s = 5.0
         self.faults_served = 0
+        self.answered: list[tuple[float, str]] = []  # (monotonic time, SecretId) of moto's answers
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -52,6 +61,12 @@ class FaultProxy:
         with self._lock:
             self.counts.clear()
             self.fetched_versions.clear()
+
+    def first_answer_after(self, since: float, secret_id: str) -> float | None:
+        """When the first answer from moto about ``secret_id`` was sent back at or after
+        ``since`` (monotonic), or None."""
+        with self._lock:
+            return next((t for t, s in self.answered if t >= since and s == secret_id), None)
 
     def _call(self, coro):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
@@ -101,6 +116,8 @@ class FaultProxy:
         self._call(_stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.is_down and request.transport is not None:
@@ -109,11 +126,17 @@ class FaultProxy:
         body = await request.read()
         target = request.headers.get("X-Amz-Target", "")
         operation = target.rpartition(".")[2] or request.path
+        try:
+            params = json.loads(body) if body else {}
+        except ValueError:
+            params = {}
         with self._lock:
             self.counts[operation] += 1
             if operation == "GetSecretValue":
-                self.fetched_versions.append((operation, json.loads(body).get("VersionId")))
+                self.fetched_versions.append((operation, params.get("VersionId")))
             fault = self.fault
+            if self.fault_only is not None and params.get("SecretId") not in self.fault_only:
+                fault = "none"
             if fault != "none":
                 self.faults_served += 1
         if fault == "hang":
@@ -144,4 +167,27 @@ class FaultProxy:
                 for k, v in upstream.headers.items()
                 if k.lower() not in {"content-length", "transfer-encoding", "connection"}
             }
-            return web.Response(body=payload, status=upstream.status, headers=out_headers)
+        if fault == "trickle":
+            return await self._trickle(request, upstream.status, out_headers, payload)
+        with self._lock:
+            self.answered.append((time.monotonic(), str(params.get("SecretId"))))
+        return web.Response(body=payload, status=upstream.status, headers=out_headers)
+
+    async def _trickle(
+        self, request: web.Request, status: int, headers: dict[str, str], payload: bytes
+    ) -> web.StreamResponse:
+        """Status and headers now, then one byte of the body every ``trickle_every_s``."""
+        assert self._released is not None
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = len(payload)
+        await response.prepare(request)
+        for i in range(len(payload)):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), self.trickle_every_s)
+            if self._released.is_set():
+                break
+            try:
+                await response.write(payload[i : i + 1])
+            except (ConnectionError, RuntimeError):
+                break  # the client gave up
+        return response

@@ -21,6 +21,8 @@ from secretsync.store import Read, SourceError
 THROTTLED = ("ThrottlingException", "Rate exceeded", True)
 SERVER_ERROR = ("InternalServiceError", "injected", True)
 NOT_FOUND = ("ResourceNotFoundException", "Secrets Manager can't find the specified secret.", False)
+UNREACHABLE = ("ConnectionError", "Could not connect to the endpoint URL", True)
+EPOCH = 1_750_000_000.0  # CreatedDate of the first version put (then one second per version)
 
 
 class MemoryStore:
@@ -32,6 +34,7 @@ class MemoryStore:
         self.faults: dict[str | None, tuple[str, str, bool]] = {}  # None: every secret
         self.hang = False
         self.region = "us-east-1"
+        self.created: dict[str, float] = {}  # version id → CreatedDate (epoch seconds)
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -39,9 +42,19 @@ class MemoryStore:
 
     # -- set-up side ---------------------------------------------------------------------
 
-    def put(self, secret_id: str, value: dict[str, Any] | str | bytes) -> str:
-        """A new version staged AWSCURRENT; returns its id."""
-        version_id = f"v{next(self._ids):04d}-{secret_id.strip('/').replace('/', '-')}"
+    def put(
+        self,
+        secret_id: str,
+        value: dict[str, Any] | str | bytes,
+        *,
+        version_id: str | None = None,
+        created: float | None = None,
+    ) -> str:
+        """A new version staged AWSCURRENT; returns its id. ``created``: its CreatedDate
+        (epoch seconds; default: later than every version put before)."""
+        n = next(self._ids)
+        version_id = version_id or f"v{n:04d}-{secret_id.strip('/').replace('/', '-')}"
+        self.created[version_id] = EPOCH + n if created is None else created
         if isinstance(value, bytes):
             item = SecretValue(secret_id, version_id, binary=value)
         else:
@@ -88,7 +101,8 @@ class MemoryStore:
         version_id = await self.current_version(secret_id)
         if version_id == held_version:
             return Read(version_id, None, self.region)
-        return Read(version_id, await self.fetch(secret_id, version_id), self.region)
+        value = await self.fetch(secret_id, version_id)
+        return Read(version_id, value, self.region, self.created.get(version_id))
 
     async def current_version(self, secret_id: str) -> str:
         await self._enter("DescribeSecret", secret_id)
