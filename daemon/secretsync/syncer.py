@@ -380,11 +380,12 @@ class Syncer:
 
     def _mark_current(self, state: OutputState) -> None:
         state.synced_at = self._wall()
-        state.error = None
+        state.error = state.error_code = None
         self.metrics.last_success.labels(path=str(state.config.path)).set(state.synced_at)
 
     def _fail(self, state: OutputState, reason: str, message: str, **fields: str) -> None:
         state.ok, state.dirty, state.error = False, True, message
+        state.error_code = "RenderError" if reason == "render" else "WriteError"
         self.metrics.sync_errors.labels(path=str(state.config.path), reason=reason).inc()
         self._log.error(
             "output_failed", path=str(state.config.path), reason=reason, error=message, **fields
@@ -393,6 +394,7 @@ class Syncer:
     def _count_error(self, state: OutputState, error: SourceError | None) -> None:
         reason = "throttled" if error is not None and error.throttled else "fetch"
         state.error = str(error) if error else "secret unavailable"
+        state.error_code = error.code if error else "NotFetched"
         self.metrics.sync_errors.labels(path=str(state.config.path), reason=reason).inc()
 
 
