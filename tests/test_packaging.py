@@ -493,6 +493,8 @@ def test_probes_and_ports_match_the_metrics_server() -> None:
     assert probe("startupProbe") == ("/readyz", METRICS_PORT)  # the app starts after it
     assert probe("readinessProbe") == ("/readyz", METRICS_PORT)
     assert probe("livenessProbe") == ("/healthz", METRICS_PORT)
+    # a native sidecar's readiness is the pod's: it must survive an AWS outage
+    assert k8s_config().metrics.readiness == "synced"
     annotations = k8s_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
@@ -764,6 +766,8 @@ def test_ecs_app_waits_for_a_healthy_sidecar() -> None:
     if "--url" in command:  # readiness: the files exist before the app starts
         url = command[command.index("--url") + 1]
         assert url == f"http://127.0.0.1:{METRICS_PORT}/readyz"
+    ecs_sync = parse_config(yaml.safe_load((PKG / "ecs" / "sync.yaml").read_text()))
+    assert ecs_sync.metrics.readiness == "synced"  # an outage never makes it unhealthy
     assert {"containerPort": METRICS_PORT, "protocol": "tcp", "name": "metrics"} in sidecar[
         "portMappings"
     ]

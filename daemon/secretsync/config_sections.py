@@ -7,6 +7,7 @@ sync.yaml model (unknown keys are errors; instances are frozen).
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -102,8 +103,13 @@ class PollConfig(FrozenModel):
 
 
 class MetricsConfig(FrozenModel):
+    """The HTTP endpoints. ``readiness``: ``synced`` (``/readyz`` is 200 once every output
+    was written or found current since start) or ``fresh`` (only while none is older
+    than ``stale_after``: an outage takes the pod out of service)."""
+
     listen: str | None = "0.0.0.0:9464"
     stale_after_s: Duration | None = Field(default=None, alias="stale_after", gt=0)
+    readiness: Literal["synced", "fresh"] = "synced"
 
     @field_validator("listen")
     @classmethod

@@ -96,7 +96,15 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(
-            "secretsync_ready", "1 when every output is synced and fresh.", registry=r
+            "secretsync_ready",
+            "1 when /readyz answers 200 (by default: every output was written or found "
+            "current once since start).",
+            registry=r,
+        )
+        self.fresh = Gauge(
+            "secretsync_fresh",
+            "1 when every output was confirmed current within metrics.stale_after (/fresh).",
+            registry=r,
         )
         self.build_info = Gauge(
             "secretsync_build_info", "Build information.", ["version"], registry=r

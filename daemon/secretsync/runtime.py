@@ -235,6 +235,7 @@ class Runtime:
                 last_poll_started=lambda: syncer.last_cycle_started,
                 poll_interval_s=lambda: syncer.config.poll.interval_s,
                 not_ready=syncer.not_ready,
+                stale=syncer.stale,
                 failing_tasks=supervisor.failing,
                 status=lambda: snapshot(syncer, notifier),
             ),

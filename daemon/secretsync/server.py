@@ -1,4 +1,5 @@
-"""The HTTP server for ``/metrics``, ``/healthz`` and ``/readyz`` (aiohttp), and its limits.
+"""The HTTP server for ``/metrics``, ``/healthz``, ``/readyz``, ``/fresh`` and ``/status``
+(aiohttp), and its limits.
 
 :class:`MetricsServer` runs in the daemon's own event loop and learns about the
 agent only through :class:`Probes` (three callables). aiohttp parses and
@@ -74,10 +75,12 @@ class Probes:
 
     ``last_poll_started``: monotonic time the last poll cycle started, ``None``
     before the first. ``poll_interval_s``: the configured interval (may change
-    on reload). ``not_ready``: the outputs not synced yet or older than the
-    staleness limit (empty when ready). ``failing_tasks``: supervised tasks that
-    keep failing (empty when all run). ``status``: the ``/status`` document
-    (see :mod:`secretsync.status`); without it ``/status`` is 404.
+    on reload). ``not_ready``: the outputs that keep ``/readyz`` from 200 (empty
+    when ready; see :meth:`Syncer.not_ready`). ``failing_tasks``: supervised
+    tasks that keep failing (empty when all run). ``status``: the ``/status``
+    document (see :mod:`secretsync.status`); without it ``/status`` is 404.
+    ``stale``: the outputs not confirmed current within ``stale_after``
+    (``/fresh``; empty when all are fresh).
     """
 
     last_poll_started: Callable[[], float | None]
@@ -85,6 +88,7 @@ class Probes:
     not_ready: Callable[[], Sequence[str]]
     failing_tasks: Callable[[], Sequence[str]] = tuple
     status: Callable[[], dict[str, Any]] | None = None
+    stale: Callable[[], Sequence[str]] = tuple
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,12 @@ class MetricsServer:
         self.metrics.ready.set(0 if pending else 1)
         return pending
 
+    def stale(self) -> list[str]:
+        """Outputs not fresh (see :class:`Probes`); also keeps ``secretsync_fresh`` in step."""
+        stale = sorted(self.probes.stale())
+        self.metrics.fresh.set(0 if stale else 1)
+        return stale
+
     # -- lifecycle ------------------------------------------------------------------------
 
     @property
@@ -215,6 +225,7 @@ class MetricsServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/fresh", self._fresh)
         app.router.add_get("/status", self._status)
         runner = web.AppRunner(
             app,
@@ -326,7 +337,8 @@ class MetricsServer:
         return response
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        self.not_ready()  # the gauge reflects staleness even between poll cycles
+        self.not_ready()  # the gauges reflect staleness even between poll cycles
+        self.stale()
         body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
@@ -344,3 +356,9 @@ class MetricsServer:
         if pending:
             return web.json_response({"ready": False, "not_ready": pending}, status=503)
         return web.json_response({"ready": True})
+
+    async def _fresh(self, _request: web.Request) -> web.Response:
+        stale = self.stale()
+        if stale:
+            return web.json_response({"fresh": False, "stale": stale}, status=503)
+        return web.json_response({"fresh": True})
