@@ -222,12 +222,17 @@ async def test_status_errors_are_a_code_and_a_fixed_description_never_the_messag
     await run_inproc(cfg, store, serve_metrics=True)
     url = f"http://127.0.0.1:{port}/status"
 
-    def fetch() -> str:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return str(resp.read().decode())
+    def fetch() -> str | None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return str(resp.read().decode())
+        except OSError:  # not listening yet
+            return None
 
     async def both_failed() -> str | None:
         body = await asyncio.to_thread(fetch)
+        if body is None:
+            return None
         outputs = {Path(o["path"]).name: o for o in json.loads(body)["outputs"]}
         ready = outputs["ok.properties"]["current"] and all(
             outputs[name]["error"] for name in ("denied.properties", "partial.properties")

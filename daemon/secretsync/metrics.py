@@ -225,9 +225,14 @@ class Metrics:
 
         return observe
 
+    def content_type(self, accept: str) -> str:
+        """The content type :meth:`exposition` answers ``accept`` with (no collection)."""
+        return str(choose_encoder(accept)[1])
+
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """(body, content type) of a scrape: OpenMetrics when ``accept`` asks for it, else
-        the Prometheus text format; counters and histograms lose their ``*_created``."""
+        the Prometheus text format; counters and histograms lose their ``*_created``.
+        Safe to call from another thread (prometheus_client collects under its locks)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self._exposed), content_type
 

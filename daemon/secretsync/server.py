@@ -14,7 +14,13 @@ daemon's file descriptors (which its AWS calls, config reloads and probes need):
   reached a handler, so a fresh probe still gets through a flood; when every
   connection is in a handler the new one is refused;
 - request line, header and total request size are capped, bodies are refused
-  (only GET is routed) and every response closes its connection.
+  (only GET is routed) and every response closes its connection;
+- the costly answers (``/metrics``, ``/status``: ~800 KB and ~0.2 s of CPU at
+  1,000 outputs) are built off the event loop, once for every request waiting
+  for one (:class:`~secretsync.httpguard.Coalesced`); at most ``max_busy`` of
+  those requests are handled at once (more are answered 503 at once), and
+  while they wait for their shared answer they stay evictable, so ``/healthz``
+  and ``/readyz`` always get through.
 
 Shed connections are counted (:attr:`MetricsServer.shed`) and summarised in a
 rate-limited debug log event, never one line per connection.
@@ -24,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gzip
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +47,7 @@ from secretsync.httpguard import (
     MAX_CONNECTIONS,
     SHED_LOG_INTERVAL_S,
     AiohttpLog,
+    Coalesced,
     Connections,
     Guarded,
     ServerLimits,
@@ -63,6 +72,7 @@ HEALTH_INTERVALS = 3  # /healthz fails when no poll started within this many int
 HEALTH_MIN_WINDOW_S = 60.0  # …but never sooner than this: one poll with AWS timeouts and
 # retries can take tens of seconds, and a slow backend must not make the sidecar "unhealthy"
 SHUTDOWN_TIMEOUT_S = 1.0  # in-flight scrapes get this long at shutdown
+COSTLY_PATHS = frozenset({"/metrics", "/status"})
 
 
 class MetricsServerError(Exception):
@@ -132,6 +142,9 @@ class MetricsServer:
         self._listener: asyncio.Server | None = None
         self._shed: ShedLog | None = None
         self._connections: Connections | None = None
+        self._costly = 0  # /metrics and /status requests in a handler now
+        self._scrapes: dict[tuple[str, bool], Coalesced[bytes]] = {}
+        self._status_doc: Coalesced[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"MetricsServer(host={self.host!r}, port={self.port}, running={self.running})"
@@ -202,8 +215,14 @@ class MetricsServer:
         return 0 if self._connections is None else len(self._connections)
 
     @property
+    def builds(self) -> int:
+        """``/metrics`` and ``/status`` answers built since start (each shared by its waiters)."""
+        built = [*self._scrapes.values(), self._status_doc]
+        return sum(b.builds for b in built if b is not None)
+
+    @property
     def shed(self) -> dict[str, int]:
-        """Connections dropped since start: evicted, refused, timed_out, bad_request."""
+        """Connections dropped since start: evicted, refused, timed_out, bad_request, busy."""
         return {} if self._shed is None else dict(self._shed.total)
 
     async def start(self) -> None:
@@ -219,6 +238,8 @@ class MetricsServer:
         limits = self.limits
         shed = self._shed = ShedLog(SHED_LOG_INTERVAL_S)
         self._connections = Connections(limits, shed)
+        self._scrapes = {}
+        self._status_doc = Coalesced(self._build_status)
         aiohttp_log = logging.Logger("secretsync.http")  # not in the global tree: no side effect
         aiohttp_log.addHandler(AiohttpLog(shed))
         app = web.Application(client_max_size=limits.max_body_bytes, middlewares=[self._guard])
@@ -237,6 +258,7 @@ class MetricsServer:
             max_line_size=limits.max_line_size,
             max_field_size=limits.max_field_size,
             max_headers=limits.max_headers,
+            handler_cancellation=True,  # an evicted request waiting for a build stops waiting
         )
         await runner.setup()
         try:
@@ -261,6 +283,9 @@ class MetricsServer:
             self._connections.abort_all()  # e.g. a client that never read its response
         if self._shed is not None:
             self._shed.close()
+        for built in [*self._scrapes.values(), self._status_doc]:
+            if built is not None:
+                built.close()
 
     async def move(self, host: str, port: int) -> None:
         """Serve on ``host:port`` instead (config reload). No-op if unchanged or not running.
@@ -319,37 +344,83 @@ class MetricsServer:
     async def _guard(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """Every routed request passes here: it stops being evictable, gets a deadline,
-        may not carry a body, and its response closes the connection."""
-        if self._connections is not None:
-            self._connections.admit(request.protocol)
+        """Every routed request passes here: it gets a deadline, may not carry a body,
+        and its response closes the connection. It stops being evictable when it
+        is answered; a costly one (``/metrics``, ``/status``) stays evictable
+        (parked) while it waits for its shared answer, and beyond ``max_busy``
+        of them at once it is answered 503 at once."""
+        table = self._connections
+        costly = request.path in COSTLY_PATHS
         try:
             if request.body_exists:
                 raise web.HTTPRequestEntityTooLarge(
                     max_size=0, actual_size=request.content_length or 0, text="no body expected"
                 )
-            async with asyncio.timeout(self.limits.handler_timeout_s):
-                response = await handler(request)
-        except web.HTTPException as exc:  # 404, 405, 413: responses too
+            if costly and self._costly >= self.limits.max_busy:
+                self._shed_busy()
+                raise web.HTTPServiceUnavailable(
+                    text="busy: too many /metrics and /status requests at once",
+                    headers={"Retry-After": "1"},
+                )
+            if table is not None:
+                (table.park if costly else table.admit)(request.protocol)
+            self._costly += costly
+            try:
+                async with asyncio.timeout(self.limits.handler_timeout_s):
+                    response = await handler(request)
+            finally:
+                self._costly -= costly
+        except web.HTTPException as exc:  # 404, 405, 413, 503: responses too
+            if table is not None:
+                table.admit(request.protocol)
             exc.force_close()
             raise
+        if table is not None:
+            table.admit(request.protocol)  # the answer is ready: being sent, not evictable
         response.force_close()  # "Connection: close": one request per connection
         return response
 
+    def _shed_busy(self) -> None:
+        if self._shed is not None:
+            self._shed.count("busy")
+
     async def _metrics(self, request: web.Request) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        content_type = self.metrics.content_type(accept)
+        compress = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+        key = (content_type, compress)
+        built = self._scrapes.get(key)
+        if built is None:
+            built = self._scrapes[key] = Coalesced(lambda: self._build_scrape(accept, compress))
+        headers = {"Content-Type": content_type}
+        if compress:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=await built.get(), headers=headers)
+
+    async def _build_scrape(self, accept: str, compress: bool) -> bytes:
         self.not_ready()  # the gauges reflect staleness even between poll cycles
         self.stale()
-        body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
-        return web.Response(body=body, headers={"Content-Type": content_type})
+
+        def render() -> bytes:  # in a thread: prometheus_client collects under its own locks
+            body = self.metrics.exposition(accept)[0]
+            return gzip.compress(body, compresslevel=6) if compress else body
+
+        return await asyncio.to_thread(render)
+
+    async def _build_status(self) -> bytes:
+        assert self.probes.status is not None
+        document = self.probes.status()  # on the loop: the daemon's state is not thread-safe
+        return await asyncio.to_thread(lambda: json.dumps(document).encode())
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         verdict = self.health()
         return web.json_response(verdict.detail, status=200 if verdict.ok else 503)
 
     async def _status(self, _request: web.Request) -> web.Response:
-        if self.probes.status is None:
+        if self.probes.status is None or self._status_doc is None:
             raise web.HTTPNotFound()
-        return web.json_response(self.probes.status())
+        body = await self._status_doc.get()
+        return web.Response(body=body, content_type="application/json")
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         pending = self.not_ready()
