@@ -440,6 +440,20 @@ def test_k8s_sync_yaml_is_valid_and_writes_where_the_example_does() -> None:
     assert config.metrics.listen is not None and config.metrics.port == METRICS_PORT
 
 
+def test_containers_listen_on_every_interface_explicitly_and_a_host_on_loopback() -> None:
+    # the default is loopback (EC2/systemd: the VPC must not read /status); the kubelet
+    # and Prometheus reach a pod or task on its IP, so the manifests say 0.0.0.0
+    for text in (
+        k8s_objects()["ConfigMap"]["data"]["sync.yaml"],
+        (PKG / "ecs" / "sync.yaml").read_text(),
+    ):
+        assert yaml.safe_load(text)["metrics"]["listen"] == f"0.0.0.0:{METRICS_PORT}"
+    assert EXAMPLE["metrics"]["listen"] == f"127.0.0.1:{METRICS_PORT}"  # systemd installs it
+    assert parse_config(
+        {"outputs": [{"path": "/o/a", "secrets": [{"id": "s"}]}]}
+    ).metrics.listen == (f"127.0.0.1:{METRICS_PORT}")
+
+
 def test_sidecar_is_native_and_the_pod_shares_processes() -> None:
     spec, sidecar, _app = pod_parts()
     assert sidecar["restartPolicy"] == "Always"

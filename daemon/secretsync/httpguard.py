@@ -13,7 +13,10 @@ calls, config reloads and probes need):
   for its shared answer, see :meth:`Connections.park`), so a fresh probe still
   gets through a flood; when every connection is being answered the new one
   is refused;
-- everything received before the handler is capped at ``max_request_bytes``.
+- everything received before the handler is capped at ``max_request_bytes``;
+- with TLS, the handshake happens inside the guard (:meth:`asyncio.loop.start_tls`),
+  so a connection that never finishes it is counted, capped, evictable and
+  timed out like one that never finishes its request.
 
 Shed connections are counted and summarised in a rate-limited debug log
 event, never one line per connection.
@@ -28,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import resource
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +53,9 @@ MAX_HEADERS = 32
 MAX_REQUEST_BYTES = 16384  # everything received before the handler: line + headers
 MAX_BODY_BYTES = 1024  # aiohttp's client_max_size; bodies are refused anyway
 SHED_LOG_INTERVAL_S = 60.0  # at most one http_connections_shed event per interval
+
+# why a connection or request was shed: counted, and summarised in the log
+SHED_REASONS = ("evicted", "refused", "timed_out", "bad_request", "busy", "tls_failed", "denied")
 
 _TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -89,7 +96,7 @@ class ShedLog:
     """Counts shed connections; logs a summary at most once per interval (debug)."""
 
     def __init__(self, interval_s: float) -> None:
-        self.total = {"evicted": 0, "refused": 0, "timed_out": 0, "bad_request": 0, "busy": 0}
+        self.total = dict.fromkeys(SHED_REASONS, 0)
         self._pending = dict.fromkeys(self.total, 0)
         self._interval_s = interval_s
         self._timer: asyncio.TimerHandle | None = None
@@ -209,17 +216,26 @@ class Connections:
 
 
 class Guarded(asyncio.Protocol):
-    """Wraps aiohttp's RequestHandler: deadlines, the connection cap, a request byte cap."""
+    """Wraps aiohttp's RequestHandler: deadlines, the connection cap, a request byte cap,
+    and the TLS handshake when ``tls()`` gives a context (None: plain HTTP)."""
 
-    def __init__(self, table: Connections, make_handler: Callable[[], asyncio.Protocol]) -> None:
+    def __init__(
+        self,
+        table: Connections,
+        make_handler: Callable[[], asyncio.Protocol],
+        tls: Callable[[], ssl.SSLContext | None] = lambda: None,
+    ) -> None:
         self._table = table
         self._make_handler = make_handler
+        self._tls = tls
         self.handler: asyncio.Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._deadline: asyncio.TimerHandle | None = None
         self._received = 0
         self._rejected = False  # answered 431; ignore whatever else it sends
         self._closed = False
+        self._handshake: asyncio.Task[None] | None = None
+        self._early = bytearray()  # decrypted bytes that came before the handler existed
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -229,6 +245,41 @@ class Guarded(asyncio.Protocol):
             transport.abort()
             return
         self.arm(self._table.limits.header_timeout_s)
+        context = self._tls()
+        if context is None:
+            self._serve(transport)
+        else:
+            self._handshake = asyncio.ensure_future(self._upgrade(transport, context))
+
+    async def _upgrade(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        """TLS handshake under the header deadline; then aiohttp gets the TLS transport."""
+        loop = asyncio.get_running_loop()
+        try:
+            secure = await loop.start_tls(
+                raw,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self._table.limits.header_timeout_s,
+            )
+        except asyncio.CancelledError:
+            self.abort(None)
+            raise
+        except Exception:  # a bad or unfinished handshake: ssl, OS, timeout errors
+            self.abort("tls_failed")
+            return
+        if secure is None or self._closed:
+            if secure is not None:
+                secure.abort()
+            self.abort(None)
+            return
+        self._transport = secure
+        self._serve(secure)
+        if self._early and self.handler is not None:
+            early, self._early = bytes(self._early), bytearray()
+            self.handler.data_received(early)
+
+    def _serve(self, transport: asyncio.Transport) -> None:
         self.handler = self._make_handler()
         self._table.bind(self.handler, self)
         self.handler.connection_made(transport)
@@ -254,10 +305,13 @@ class Guarded(asyncio.Protocol):
             self._transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self._closed or self._rejected or self.handler is None:
+        if self._closed or self._rejected:
             return
         if self._table.is_waiting(self):
             self._received += len(data)
+            if self.handler is None and self._received > self._table.limits.max_request_bytes:
+                self.abort("bad_request")  # still in the TLS upgrade: no way to answer yet
+                return
             if self._received > self._table.limits.max_request_bytes:
                 # still counted and evictable until gone; the deadline catches a non-reader
                 self._rejected = True
@@ -266,6 +320,9 @@ class Guarded(asyncio.Protocol):
                 self._transport.write(_TOO_LARGE)
                 self._transport.close()
                 return
+        if self.handler is None:  # decrypted data right after the handshake, before _serve
+            self._early += data
+            return
         self.handler.data_received(data)
 
     def eof_received(self) -> bool | None:

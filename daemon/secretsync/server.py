@@ -24,6 +24,11 @@ daemon's file descriptors (which its AWS calls, config reloads and probes need):
 
 Shed connections are counted (:attr:`MetricsServer.shed`) and summarised in a
 rate-limited debug log event, never one line per connection.
+
+With ``security`` (:class:`~secretsync.websec.WebSecurity`, from
+``metrics.web_config``) it serves HTTPS, reloading the certificate when its
+files change, and requires basic-auth credentials and/or a verified client
+certificate on every path but the open ones (the health endpoints by default).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import errno
 import gzip
 import json
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -55,6 +61,7 @@ from secretsync.httpguard import (
     raise_fd_limit,
 )
 from secretsync.metrics import Metrics
+from secretsync.websec import TlsError, WebSecurity
 
 __all__ = [
     "HEADER_TIMEOUT_S",
@@ -129,8 +136,10 @@ class MetricsServer:
         clock: Callable[[], float] = time.monotonic,
         min_window_s: float = HEALTH_MIN_WINDOW_S,
         limits: ServerLimits | None = None,
+        security: WebSecurity | None = None,
     ) -> None:
         self.metrics = metrics
+        self.security = security
         self.probes = probes
         self.host = host
         self.requested_port = port
@@ -207,7 +216,8 @@ class MetricsServer:
     @property
     def url(self) -> str:
         """Base URL to reach the server from this host (wildcard hosts → loopback)."""
-        return f"http://{url_host(self.host)}:{self.port}"
+        scheme = "http" if self.security is None else self.security.scheme
+        return f"{scheme}://{url_host(self.host)}:{self.port}"
 
     @property
     def connections(self) -> int:
@@ -233,6 +243,7 @@ class MetricsServer:
         """
         if self._runner is not None:
             return
+        self._load_tls(self.security)
         before, soft, hard = raise_fd_limit()
         logs.get_logger().info("fd_limit", soft_before=before, soft=soft, hard=hard)
         limits = self.limits
@@ -309,10 +320,28 @@ class MetricsServer:
             self._listener = await self._bind(self._runner, *old)
             raise
 
+    def secure(self, security: WebSecurity | None) -> None:
+        """Use ``security`` (a reloaded ``metrics.web_config``) from the next connection on.
+
+        Its TLS files are loaded first: MetricsServerError when they cannot be
+        (the server then keeps what it had).
+        """
+        self._load_tls(security)
+        self.security = security
+
+    @staticmethod
+    def _load_tls(security: WebSecurity | None) -> None:
+        if security is not None and security.tls is not None:
+            try:
+                security.tls.load()
+            except TlsError as exc:
+                raise MetricsServerError(str(exc)) from None
+
     async def reconfigure(self, listen: str | None) -> None:
         """Follow a (reloaded) ``metrics.listen``: None stops the server; an address
         moves it there, starting it if it was stopped. Raises MetricsServerError
         when the address is taken (a running server then stays where it was).
+        TLS and auth settings are :meth:`secure`'s.
         """
         if listen is None:
             await self.stop()
@@ -328,7 +357,7 @@ class MetricsServer:
         loop = asyncio.get_running_loop()
         try:
             return await loop.create_server(
-                lambda: Guarded(table, make_handler), host or None, port
+                lambda: Guarded(table, make_handler, self._tls_context), host or None, port
             )
         except OSError as exc:
             where = f"{url_host(host) if host else '*'}:{port}"
@@ -337,6 +366,9 @@ class MetricsServer:
             else:
                 reason = exc.strerror or type(exc).__name__
             raise MetricsServerError(f"metrics.listen {where}: cannot listen: {reason}") from None
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        return None if self.security is None else self.security.tls_context()
 
     # -- handlers -----------------------------------------------------------------------
 
@@ -367,6 +399,7 @@ class MetricsServer:
             self._costly += costly
             try:
                 async with asyncio.timeout(self.limits.handler_timeout_s):
+                    await self._authorize(request)
                     response = await handler(request)
             finally:
                 self._costly -= costly
@@ -379,6 +412,22 @@ class MetricsServer:
             table.admit(request.protocol)  # the answer is ready: being sent, not evictable
         response.force_close()  # "Connection: close": one request per connection
         return response
+
+    async def _authorize(self, request: web.Request) -> None:
+        """Raise 401/403 unless ``security`` lets this request through (credentials never
+        logged; refusals are counted as ``denied``)."""
+        security = self.security
+        if security is None:
+            return
+        transport = request.transport
+        peercert = None if transport is None else transport.get_extra_info("peercert")
+        denied = await security.check(request.path, request.headers.get("Authorization"), peercert)
+        if denied is None:
+            return
+        if self._shed is not None:
+            self._shed.count("denied")
+        refusal = web.HTTPUnauthorized if denied.status == 401 else web.HTTPForbidden
+        raise refusal(text=denied.text, headers=denied.headers)
 
     def _shed_busy(self) -> None:
         if self._shed is not None:
