@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import bcrypt
 import pytest
 
 from tests.conftest import (
@@ -18,11 +21,13 @@ from tests.conftest import (
     REPO,
     Moto,
     example_config,
+    free_port,
     kafka_secret,
     run_cli,
     sr_secret,
     write_yaml,
 )
+from tests.support.certs import make_ca
 from tests.support.faultproxy import FaultProxy
 from tests.support.java import JavaProperties
 from tests.support.wait import wait_until
@@ -207,3 +212,93 @@ def test_the_demo_itself_imports_no_aws_or_http_library() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert HEAVY & set(eval(result.stdout)) == set()
+
+
+def test_health_and_status_against_a_daemon_with_tls_client_certs_and_basic_auth(
+    moto: Moto, tmp_path: Path, start_daemon: Any
+) -> None:
+    moto.seed_use_case()
+    pki = tmp_path / "pki"
+    ca = make_ca(pki)
+    server, client = ca.issue(pki, "daemon"), ca.issue(pki, "operator", client=True)
+    password = "CANARY-status-pw-71"
+    port = free_port()
+    data = example_config(
+        tmp_path / "out",
+        moto.url,
+        metrics={
+            "listen": f"127.0.0.1:{port}",
+            "web_config": {
+                "tls_server_config": {
+                    "cert_file": str(server.cert),
+                    "key_file": str(server.key),
+                    "client_auth_type": "RequireAndVerifyClientCert",
+                    "client_ca_file": str(ca.cert),
+                },
+                "basic_auth_users": {
+                    "operator": bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+                },
+            },
+        },
+    )
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    daemon = start_daemon(cfg)
+    wait_until(lambda: daemon.has_event("metrics_listening", scheme="https"), 30, "HTTPS")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SECRETSYNC_")}
+
+    def cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "secretsync", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**base, **env},
+            stdin=subprocess.DEVNULL,
+        )
+
+    # the health check needs no certificate and no password (an open path), and trusts
+    # exactly the daemon's own certificate from the config
+    health = wait_until(lambda: (r := cli("health", "-c", str(cfg))).returncode == 0 and r, 30)
+    assert f"https://127.0.0.1:{port}/healthz: healthy (200)" in health.stdout
+
+    no_cert = cli("status", "-c", str(cfg))
+    assert no_cert.returncode == 1 and "HTTP 403: a client certificate is needed" in no_cert.stderr
+    cert = {"SECRETSYNC_CLIENT_CERT": str(client.cert), "SECRETSYNC_CLIENT_KEY": str(client.key)}
+    no_password = cli("status", "-c", str(cfg), **cert)
+    assert no_password.returncode == 1 and "HTTP 401: credentials needed" in no_password.stderr
+    wrong = cli(
+        "status", "-c", str(cfg), SECRETSYNC_USER="operator", SECRETSYNC_PASSWORD="x", **cert
+    )
+    assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr
+    creds = {"SECRETSYNC_USER": "operator", "SECRETSYNC_PASSWORD": password, **cert}
+    ok = wait_until(lambda: (r := cli("status", "-c", str(cfg), **creds)).returncode == 0 and r, 30)
+    assert "every output is current and applied" in ok.stdout
+    # flags instead of the environment, and a CA bundle with the host name checked
+    (tmp_path / "pw").write_text(password + "\n")
+    flags = cli(
+        "status",
+        "--url",
+        f"https://localhost:{port}/status",
+        "--cacert",
+        str(ca.cert),
+        "--cert",
+        str(client.cert),
+        "--key",
+        str(client.key),
+        "--user",
+        "operator",
+        "--password-file",
+        str(tmp_path / "pw"),
+        "--json",
+    )
+    assert flags.returncode == 0, flags.stderr
+    assert json.loads(flags.stdout)["current"] is True
+    # a CA that did not sign the daemon's certificate is refused
+    stranger = make_ca(tmp_path / "stranger", "stranger-ca")
+    refused = cli(
+        "health", "--url", f"https://localhost:{port}/healthz", "--cacert", str(stranger.cert)
+    )
+    assert refused.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    daemon.stop()
+    log = daemon.log_path.read_text()
+    assert password not in log and CANARY_PASSWORD not in log

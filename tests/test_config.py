@@ -32,7 +32,7 @@ def test_defaults() -> None:
     cfg = parse_config(MINIMAL)
     assert cfg.poll.interval_s == 30 and cfg.poll.jitter == 0.1
     assert cfg.settle_s == 2 and cfg.settle_max_s == 30
-    assert cfg.metrics.listen == "0.0.0.0:9464"
+    assert cfg.metrics.listen == "127.0.0.1:9464"  # loopback; the manifests set 0.0.0.0
     assert cfg.stale_after_s == 300
     out = cfg.outputs[0]
     assert (out.format, out.mode, out.owner, out.static, out.notify) == (
@@ -585,7 +585,7 @@ def test_empty_sections_mean_their_defaults() -> None:
     }
     config = parse_config(data)
     assert config == parse_config(MINIMAL)
-    assert config.metrics.listen == "0.0.0.0:9464"  # an empty `metrics:` does not disable it
+    assert config.metrics.listen == "127.0.0.1:9464"  # an empty `metrics:` does not disable it
 
 
 def test_empty_outputs_or_secrets_say_what_is_missing() -> None:

@@ -14,6 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,6 +53,7 @@ from tests.conftest import (
 )
 from tests.support.contract import CONTRACT, STANDARD, is_standard
 from tests.support.faultproxy import FaultProxy
+from tests.support.harness import config_data, seeded_store
 from tests.support.promtool import run_promtool
 from tests.support.wait import async_wait_until, wait_until
 
@@ -98,6 +101,7 @@ def probes_of(syncer: Syncer) -> Probes:
         last_poll_started=lambda: syncer.last_cycle_started,
         poll_interval_s=lambda: syncer.config.poll.interval_s,
         not_ready=syncer.not_ready,
+        stale=syncer.stale,
     )
 
 
@@ -292,12 +296,17 @@ async def test_scrape_has_the_whole_contract_and_promtool_finds_it_clean(
     assert output.strip() == "", f"promtool lint findings:\n{output}"
 
 
-async def test_readyz_is_503_while_the_backend_is_down_and_200_after_the_first_sync(
+async def test_readyz_is_503_until_the_first_sync_then_stays_200_through_an_outage(
     moto: Moto, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     moto.seed_use_case()
     proxy.down()
-    config = make_config(tmp_path / "out", proxy.url, poll={"interval": "500ms", "jitter": 0})
+    config = make_config(
+        tmp_path / "out",
+        proxy.url,
+        poll={"interval": "500ms", "jitter": 0},
+        metrics={"listen": None, "stale_after": "1s"},
+    )
     registry = CollectorRegistry()
     # min_window_s=0: /healthz uses the bare 3-interval rule (1.5 s) in this test;
     # max_attempts=1 (no botocore retries) keeps each failing cycle well inside it
@@ -305,27 +314,52 @@ async def test_readyz_is_503_while_the_backend_is_down_and_200_after_the_first_s
         polling(config, proxy.url, Metrics(registry), max_attempts=1) as agent,
         serving(agent, min_window_s=0) as server,
     ):
+        # never synced since start: the app cannot run yet
         await async_wait_until(lambda: agent.cycles >= 3, 20, "three failed cycles")
         status, _, body = await get(server.url + "/readyz")
         assert status == 503
         assert json.loads(body) == {"ready": False, "not_ready": paths_of(config)}
         assert value(registry, "secretsync_ready") == 0
-
-        # a backend outage is not a liveness problem: /healthz stays 200 throughout
-        until_cycle = agent.cycles + 3
-        deadline = time.monotonic() + 20
-        while agent.cycles < until_cycle:
-            assert time.monotonic() < deadline, "the agent stopped cycling"
-            status, _, body = await get(server.url + "/healthz")
-            assert status == 200, body
-            assert json.loads(body)["healthy"] is True
-            await asyncio.sleep(0.05)
+        status, _, body = await get(server.url + "/fresh")
+        assert (status, json.loads(body)) == (503, {"fresh": False, "stale": paths_of(config)})
 
         proxy.up()
         body = await wait_for_status(server.url + "/readyz", 200, 30)
         assert json.loads(body) == {"ready": True}
         assert value(registry, "secretsync_ready") == 1
-        assert (await get(server.url + "/healthz"))[0] == 200
+        await wait_for_status(server.url + "/fresh", 200, 30)
+        assert value(registry, "secretsync_fresh") == 1
+
+        # an outage longer than stale_after: the files on disk are the last good ones,
+        # so the app can run; staleness shows on /fresh and in the metrics instead
+        proxy.down()
+        cycles = agent.cycles
+        await wait_for_status(server.url + "/fresh", 503, 30)
+        until_cycle = agent.cycles + 3
+        deadline = time.monotonic() + 30
+        while agent.cycles < until_cycle:
+            assert time.monotonic() < deadline, "the agent stopped cycling"
+            for path in ("/readyz", "/healthz"):  # an outage is neither unready nor unhealthy
+                status, _, body = await get(server.url + path)
+                assert status == 200, (path, body)
+            await asyncio.sleep(0.05)
+        assert agent.cycles > cycles
+        assert sorted(agent.stale()) == paths_of(config)
+        _, _, text = await get(server.url + "/metrics")
+        assert sample_of(text, "secretsync_ready") == 1
+        assert sample_of(text, "secretsync_fresh") == 0
+
+        proxy.up()
+        body = await wait_for_status(server.url + "/fresh", 200, 30)
+        assert json.loads(body) == {"fresh": True}
+
+
+def sample_of(text: str, name: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and not s.labels:
+                return s.value
+    raise AssertionError(f"no sample {name} in the scrape")
 
 
 async def wait_for_status(url: str, status: int, timeout_s: float) -> str:
@@ -338,9 +372,15 @@ async def wait_for_status(url: str, status: int, timeout_s: float) -> str:
     return await async_wait_until(body_if_status, timeout_s, f"{url} to answer {status}")
 
 
-async def test_readyz_fails_again_when_an_output_goes_stale(moto: Moto, tmp_path: Path) -> None:
+@pytest.mark.parametrize("readiness", [None, "synced", "fresh"])
+async def test_a_stale_output_fails_fresh_and_fails_readyz_only_with_readiness_fresh(
+    moto: Moto, tmp_path: Path, readiness: str | None
+) -> None:
     moto.seed_use_case()
-    config = make_config(tmp_path / "out", moto.url, metrics={"listen": None, "stale_after": "1s"})
+    settings: dict[str, Any] = {"listen": None, "stale_after": "1s"}
+    if readiness is not None:
+        settings["readiness"] = readiness
+    config = make_config(tmp_path / "out", moto.url, metrics=settings)
     registry = CollectorRegistry()
     async with (
         polling(config, moto.url, Metrics(registry)) as agent,
@@ -348,18 +388,71 @@ async def test_readyz_fails_again_when_an_output_goes_stale(moto: Moto, tmp_path
     ):
         await agent.cycle()
         assert (await get(server.url + "/readyz"))[0] == 200
+        assert (await get(server.url + "/fresh"))[0] == 200
         assert value(registry, "secretsync_ready") == 1
+        assert value(registry, "secretsync_fresh") == 1
         # no further polls: after stale_after the outputs are stale, and a scrape
-        # brings secretsync_ready down with /readyz without waiting for a cycle
+        # brings the gauges down without waiting for a cycle
         # the three outputs were confirmed one after another: wait for all of them
         await async_wait_until(
-            lambda: sorted(agent.not_ready()) == paths_of(config), 10, "every output to go stale"
+            lambda: sorted(agent.stale()) == paths_of(config), 10, "every output to go stale"
         )
         await get(server.url + "/metrics")
-        assert value(registry, "secretsync_ready") == 0
+        assert value(registry, "secretsync_fresh") == 0
+        status, _, body = await get(server.url + "/fresh")
+        assert (status, json.loads(body)) == (503, {"fresh": False, "stale": paths_of(config)})
         status, _, body = await get(server.url + "/readyz")
-        assert status == 503
-        assert json.loads(body)["not_ready"] == paths_of(config)
+        if readiness == "fresh":  # the opt-in: the old meaning, ready only while fresh
+            assert status == 503
+            assert json.loads(body)["not_ready"] == paths_of(config)
+            assert value(registry, "secretsync_ready") == 0
+        else:
+            assert (status, json.loads(body)) == (200, {"ready": True})
+            assert value(registry, "secretsync_ready") == 1
+
+
+def test_a_daemon_stays_ready_through_an_outage_longer_than_stale_after(
+    moto: Moto, proxy: FaultProxy, tmp_path: Path, start_daemon: Any
+) -> None:
+    moto.seed_use_case()
+    port = free_port()
+    data = example_config(
+        tmp_path / "out",
+        proxy.url,
+        poll={"interval": "200ms", "jitter": 0},
+        metrics={"listen": f"127.0.0.1:{port}", "stale_after": "1s"},
+    )
+    start_daemon(write_yaml(tmp_path / "sync.yaml", data))
+    url = f"http://127.0.0.1:{port}"
+
+    def status_of(path: str) -> int | None:
+        try:
+            with urllib.request.urlopen(url + path, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code
+        except OSError:
+            return None
+
+    wait_until(lambda: status_of("/readyz") == 200, 30, "the first sync")
+    wait_until(lambda: status_of("/fresh") == 200, 30, "fresh")
+    proxy.down()
+    went_down = time.monotonic()
+    wait_until(lambda: status_of("/fresh") == 503, 30, "the outputs to go stale")
+    # well past stale_after, with polls failing all along: /readyz never leaves 200
+    while time.monotonic() - went_down < 4.0:
+        assert status_of("/readyz") == 200
+        assert status_of("/healthz") == 200
+        time.sleep(0.1)
+    assert status_of("/fresh") == 503
+    with urllib.request.urlopen(url + "/status", timeout=5) as resp:
+        document = json.loads(resp.read())
+    assert document["current"] is False
+    assert {s["error"] for s in document["secrets"]} == {"ConnectionError"}
+    proxy.up()
+    wait_until(lambda: status_of("/fresh") == 200, 30, "fresh again after the outage")
+    assert status_of("/readyz") == 200
 
 
 async def test_healthz_is_503_when_no_poll_started_within_three_intervals() -> None:
@@ -604,3 +697,31 @@ async def test_healthz_fails_naming_a_task_that_keeps_failing() -> None:
         assert json.loads(body)["failing_tasks"] == ["notify"]
     finally:
         await server.stop()
+
+
+async def test_readiness_is_kept_once_reached_even_when_a_reload_adds_a_broken_output(
+    tmp_path: Path, make_rig: Any
+) -> None:
+    out = tmp_path / "out"
+    data = config_data(out)
+    store = seeded_store()
+    store.fail(SR_ID, ("ResourceNotFoundException", "gone", False))
+    r = make_rig(parse_config(data), store)
+    await r.syncer.cycle()
+    # the outputs from the Schema Registry secret were never written: not ready yet
+    schema, combined = str(out / "schema-registry.properties"), str(out / "combined.properties")
+    assert r.syncer.not_ready() == [schema, combined]
+    store.heal()
+    await r.syncer.cycle()
+    assert r.syncer.not_ready() == []
+    assert r.sample("secretsync_ready") == 1
+
+    # a reload adds an output that cannot be written: the app ran without it, so the
+    # pod stays in service; /fresh and the metrics report it
+    data["outputs"].append({"path": str(out / "extra.properties"), "secrets": [{"id": "nope"}]})
+    r.syncer.reconfigure(parse_config(data))
+    await r.syncer.cycle()
+    assert r.syncer.not_ready() == []
+    assert r.syncer.stale() == [str(out / "extra.properties")]
+    assert r.sample("secretsync_ready") == 1
+    assert r.sample("secretsync_fresh") == 0

@@ -441,6 +441,20 @@ def test_k8s_sync_yaml_is_valid_and_writes_where_the_example_does() -> None:
     assert config.metrics.listen is not None and config.metrics.port == METRICS_PORT
 
 
+def test_containers_listen_on_every_interface_explicitly_and_a_host_on_loopback() -> None:
+    # the default is loopback (EC2/systemd: the VPC must not read /status); the kubelet
+    # and Prometheus reach a pod or task on its IP, so the manifests say 0.0.0.0
+    for text in (
+        k8s_objects()["ConfigMap"]["data"]["sync.yaml"],
+        (PKG / "ecs" / "sync.yaml").read_text(),
+    ):
+        assert yaml.safe_load(text)["metrics"]["listen"] == f"0.0.0.0:{METRICS_PORT}"
+    assert EXAMPLE["metrics"]["listen"] == f"127.0.0.1:{METRICS_PORT}"  # systemd installs it
+    assert parse_config(
+        {"outputs": [{"path": "/o/a", "secrets": [{"id": "s"}]}]}
+    ).metrics.listen == (f"127.0.0.1:{METRICS_PORT}")
+
+
 def test_sidecar_is_native_and_the_pod_shares_processes() -> None:
     spec, sidecar, _app = pod_parts()
     assert sidecar["restartPolicy"] == "Always"
@@ -494,6 +508,8 @@ def test_probes_and_ports_match_the_metrics_server() -> None:
     assert probe("startupProbe") == ("/readyz", METRICS_PORT)  # the app starts after it
     assert probe("readinessProbe") == ("/readyz", METRICS_PORT)
     assert probe("livenessProbe") == ("/healthz", METRICS_PORT)
+    # a native sidecar's readiness is the pod's: it must survive an AWS outage
+    assert k8s_config().metrics.readiness == "synced"
     annotations = k8s_objects()["Deployment"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(METRICS_PORT)
@@ -765,6 +781,8 @@ def test_ecs_app_waits_for_a_healthy_sidecar() -> None:
     if "--url" in command:  # readiness: the files exist before the app starts
         url = command[command.index("--url") + 1]
         assert url == f"http://127.0.0.1:{METRICS_PORT}/readyz"
+    ecs_sync = parse_config(yaml.safe_load((PKG / "ecs" / "sync.yaml").read_text()))
+    assert ecs_sync.metrics.readiness == "synced"  # an outage never makes it unhealthy
     assert {"containerPort": METRICS_PORT, "protocol": "tcp", "name": "metrics"} in sidecar[
         "portMappings"
     ]

@@ -8,17 +8,24 @@ AWS calls, files and config reloads.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import resource
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from secretsync.config import parse_config
 from secretsync.metrics import Metrics
@@ -33,7 +40,9 @@ from secretsync.source import SecretsSource
 from secretsync.syncer import Syncer
 from secretsync.writer import OutputWriter
 from tests.conftest import REGION, Moto, example_config, free_port, write_yaml
-from tests.support.flood import fd_budget, half_sent_flood
+from tests.support.flood import fd_budget, half_sent_flood, scrape_flood
+from tests.support.inproc import Start
+from tests.support.memstore import MemoryStore
 from tests.support.wait import async_wait_until
 
 FLOOD = 1100  # more than the 1024 descriptors a default container gives a process
@@ -314,7 +323,9 @@ async def test_a_prometheus_scrape_fits_the_limits(server: MetricsServer) -> Non
     )
     response = await exchange(server.port, scrape)
     assert status_of(response) == 200
-    assert b"secretsync_build_info" in response
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-encoding: gzip" in head.lower()  # built (and gzipped) off the loop
+    assert b"secretsync_build_info" in gzip.decompress(body)
 
 
 async def test_one_request_per_connection(server: MetricsServer) -> None:
@@ -363,3 +374,143 @@ async def test_start_raises_the_soft_fd_limit_to_the_hard_limit(log_buffer: io.S
     events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
     [logged] = [e for e in events if e["event"] == "fd_limit"]
     assert (logged["soft_before"], logged["soft"], logged["hard"]) == (256, hard, hard)
+
+
+# -- many scrapers of a big daemon ------------------------------------------------------------
+
+MANY_OUTPUTS = 1000
+SCRAPERS = 64
+HEALTHZ_BOUND_S = 5.0  # generous: the shipped probes time out after 2 s; this catches 7–9 s
+
+
+def probe_healthz(url: str) -> tuple[int | None, float]:
+    """GET /healthz from a thread of its own: (status or None, seconds it took)."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            status: int | None = int(resp.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+        exc.close()
+    except OSError:
+        status = None
+    return status, time.monotonic() - started
+
+
+async def test_many_scrapers_of_a_thousand_outputs_leave_healthz_and_polls_alone(
+    tmp_path: Path, run_inproc: Start
+) -> None:
+    store = MemoryStore()
+    out = tmp_path / "out"
+    outputs = []
+    for i in range(MANY_OUTPUTS):
+        store.put(f"app/s{i:04d}", {"key": f"value-{i}"})
+        outputs.append(
+            {"path": str(out / f"o{i:04d}.properties"), "secrets": [{"id": f"app/s{i:04d}"}]}
+        )
+    port = free_port()
+    cfg = write_yaml(
+        tmp_path / "sync.yaml",
+        {
+            "aws": {"region": "us-east-1"},
+            "poll": {"interval": "1s", "jitter": 0},
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+            "outputs": outputs,
+        },
+    )
+    r = await run_inproc(cfg, store, serve_metrics=True)
+    await async_wait_until(r.syncer.all_current, 120, "the first sync of every output")
+    url = f"http://127.0.0.1:{port}"
+    target = out / "o0500.properties"
+
+    async with scrape_flood("127.0.0.1", port, SCRAPERS, ["/metrics", "/status"]) as flood:
+        cycles = r.syncer.cycles
+        worst = 0.0
+        for _ in range(20):
+            status, took = await asyncio.to_thread(probe_healthz, url + "/healthz")
+            assert status == 200
+            worst = max(worst, took)
+        # a rotation is still applied, and polls keep coming
+        store.put("app/s0500", {"key": "rotated-under-load"})
+        await async_wait_until(
+            lambda: b"rotated-under-load" in target.read_bytes(), 60, "the rotation under load"
+        )
+        await async_wait_until(lambda: r.syncer.cycles >= cycles + 5, 60, "five more polls")
+        for _ in range(5):
+            status, took = await asyncio.to_thread(probe_healthz, url + "/healthz")
+            assert status == 200
+            worst = max(worst, took)
+    assert worst < HEALTHZ_BOUND_S, f"/healthz took {worst:.1f}s under {SCRAPERS} scrapers"
+    assert flood.answers.get(200, 0) >= SCRAPERS  # the scrapers were served, not just refused
+
+
+async def test_concurrent_scrapes_share_a_build_and_never_see_data_older_than_the_request(
+    server: MetricsServer,
+) -> None:
+    results = await asyncio.gather(*(get(server.url + "/metrics") for _ in range(30)))
+    assert all(status == 200 for status, _ in results)
+    assert server.builds < 30  # many waited for one build (a few waves at most)
+    for n in range(1, 4):
+        server.metrics.config_reloads.labels(outcome="ok").inc()
+        _, text = await get(server.url + "/metrics")  # right after the previous scrape
+        assert sample(text, "secretsync_config_reloads_total", outcome="ok") == n
+
+
+class SlowCollector(Collector):
+    """A collector that holds every collection (in the build thread) until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def collect(self) -> Iterator[Metric]:
+        self.entered.set()
+        self.release.wait(60)
+        return iter(())
+
+
+async def test_scrapes_waiting_for_their_answer_make_room_for_a_probe() -> None:
+    metrics = Metrics()
+    slow = SlowCollector()
+    metrics.registry.register(slow)
+    limits = ServerLimits(max_connections=4)
+    srv = MetricsServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
+    await srv.start()
+    # raw clients: aiohttp's would quietly retry the one that is evicted
+    scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+    scrapes = [asyncio.create_task(exchange(srv.port, scrape)) for _ in range(4)]
+    try:
+        await async_wait_until(slow.entered.is_set, 10, "a build in its collector")
+        await async_wait_until(lambda: srv.connections == 4, 10, "four scrapes waiting")
+        # every connection is in a handler, waiting for the build: the probe still gets in
+        assert await answers_200(srv.url + "/healthz")
+        assert srv.shed["evicted"] == 1
+        slow.release.set()
+        done = await asyncio.gather(*scrapes)
+        assert sorted(map(status_of, done), key=str) == [200, 200, 200, None]
+    finally:
+        slow.release.set()
+        await asyncio.gather(*scrapes, return_exceptions=True)
+        await srv.stop()
+
+
+async def test_beyond_max_busy_a_scrape_is_answered_503_at_once() -> None:
+    metrics = Metrics()
+    slow = SlowCollector()
+    metrics.registry.register(slow)
+    limits = ServerLimits(max_busy=2)
+    srv = MetricsServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
+    await srv.start()
+    scrapes = [asyncio.create_task(get(srv.url + "/metrics")) for _ in range(2)]
+    try:
+        await async_wait_until(lambda: srv.connections == 2, 10, "two scrapes waiting")
+        status, body = await get(srv.url + "/metrics")
+        assert status == 503 and "busy" in body
+        assert srv.shed["busy"] == 1
+        assert await answers_200(srv.url + "/readyz")  # probes are not costly
+        slow.release.set()
+        assert [s for s, _ in await asyncio.gather(*scrapes)] == [200, 200]
+    finally:
+        slow.release.set()
+        await asyncio.gather(*scrapes, return_exceptions=True)
+        await srv.stop()

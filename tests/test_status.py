@@ -6,6 +6,7 @@ that fails), scraped over HTTP and asked by the real CLI.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import urllib.request
@@ -14,6 +15,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from secretsync import status
 from secretsync.status import format_table, healthy
 from tests.conftest import (
     CANARY_PASSWORD,
@@ -28,7 +30,9 @@ from tests.conftest import (
     write_yaml,
 )
 from tests.support.apps import NOTIFY_CMD
-from tests.support.wait import wait_until
+from tests.support.inproc import Start
+from tests.support.memstore import MemoryStore
+from tests.support.wait import async_wait_until, wait_until
 
 PY = sys.executable
 
@@ -177,3 +181,88 @@ def test_the_table_is_for_people() -> None:
     ]
     assert "01234567…" in text and " X" in text
     assert text.splitlines()[-1] == "1 output(s) not current, 0 not applied"
+
+
+# -- what /status may say about an error ------------------------------------------------------
+
+ACCOUNT, ROLE = "123456789012", "kafka-app-role-7d1"
+DENIED_MESSAGE = (
+    f"User: arn:aws:sts::{ACCOUNT}:assumed-role/{ROLE}/i-0abc1234def is not authorized to "
+    f"perform: secretsmanager:DescribeSecret on resource: app/denied because no "
+    f"identity-based policy allows the secretsmanager:DescribeSecret action"
+)
+
+
+async def test_status_errors_are_a_code_and_a_fixed_description_never_the_message(
+    tmp_path: Path, run_inproc: Start
+) -> None:
+    store = MemoryStore()
+    store.put("app/denied", {"k": "v"})
+    store.fail("app/denied", ("AccessDeniedException", DENIED_MESSAGE, False))
+    # the secret's own key names are not for /status either
+    store.put("app/partial", {"internal.key.name-5e": "CANARY-partial-1", "other.key-9c": "x"})
+    store.put("app/ok", {"k": "CANARY-ok-2"})
+    out, port = tmp_path / "out", free_port()
+    cfg = write_yaml(
+        tmp_path / "sync.yaml",
+        {
+            "aws": {"region": "us-east-1"},
+            "poll": {"interval": "200ms", "jitter": 0},
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+            "outputs": [
+                {"path": str(out / "denied.properties"), "secrets": [{"id": "app/denied"}]},
+                {
+                    "path": str(out / "partial.properties"),
+                    "secrets": [{"id": "app/partial", "keys": ["wanted.key"]}],
+                },
+                {"path": str(out / "ok.properties"), "secrets": [{"id": "app/ok"}]},
+            ],
+        },
+    )
+    await run_inproc(cfg, store, serve_metrics=True)
+    url = f"http://127.0.0.1:{port}/status"
+
+    def fetch() -> str | None:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return str(resp.read().decode())
+        except OSError:  # not listening yet
+            return None
+
+    async def both_failed() -> str | None:
+        body = await asyncio.to_thread(fetch)
+        if body is None:
+            return None
+        outputs = {Path(o["path"]).name: o for o in json.loads(body)["outputs"]}
+        ready = outputs["ok.properties"]["current"] and all(
+            outputs[name]["error"] for name in ("denied.properties", "partial.properties")
+        )
+        return body if ready else None
+
+    body = await async_wait_until(both_failed, 20, "both failing outputs in /status")
+    document = json.loads(body)
+    outputs = {Path(o["path"]).name: o for o in document["outputs"]}
+    denied, partial = outputs["denied.properties"], outputs["partial.properties"]
+    assert denied["error"] == "AccessDeniedException"
+    assert denied["error_description"] == status.describe("AccessDeniedException")
+    assert partial["error"] == "RenderError"
+    assert partial["error_description"] == status.describe("RenderError")
+    assert outputs["ok.properties"]["error"] is None
+    assert outputs["ok.properties"]["error_description"] is None
+    secrets = {s["id"]: s for s in document["secrets"]}
+    assert secrets["app/denied"]["error"] == "AccessDeniedException"
+    assert secrets["app/denied"]["error_description"] == status.describe("AccessDeniedException")
+    for leak in (ACCOUNT, ROLE, "i-0abc1234def", "arn:aws", "internal.key.name-5e", "other.key-9c"):
+        assert leak not in body
+    for canary in ("CANARY-partial-1", "CANARY-ok-2"):
+        assert canary not in body
+    table = status.format_table(document)
+    assert "AccessDeniedException" in table and ACCOUNT not in table
+
+
+def test_a_code_that_is_not_a_plain_word_is_not_echoed() -> None:
+    # an endpoint (a proxy, an emulator) chooses the code: it is shown only when it is a word
+    assert status.safe_code("AccessDeniedException") == "AccessDeniedException"
+    for hostile in ("arn:aws:iam::123456789012:role/x", "a b", "x" * 200, "", "ümlaut"):
+        assert status.safe_code(hostile) == "UnknownError"
+    assert status.describe("SomethingNew") == status.describe("UnknownError")

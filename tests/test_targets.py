@@ -346,3 +346,23 @@ async def test_a_refused_connection_is_not_running_at_start_up_and_an_error_late
     later = await targets.call_http("app", hook, [], initial=False)
     assert (early.outcome, early.reason) == ("not_running", "connection refused")
     assert (later.outcome, later.reason, later.retryable) == ("error", "connection refused", True)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_an_error_and_is_not_followed(status: int) -> None:
+    # a 3xx must not carry the token and the body elsewhere (another host, another path)
+    async with HookServer() as elsewhere, HookServer() as server:
+        port = elsewhere.url.rpartition(":")[2]
+        hook = target(
+            http={"url": f"{server.url}/moved/{status}/{port}", "headers": {"X-Token": "t0k3n"}}
+        )
+        same_host = target(http={"url": f"{server.url}/moved/{status}"})
+        result = await targets.call_http("app", hook, ["/a"], initial=False)
+        local = await targets.call_http("app", same_host, ["/a"], initial=False)
+    assert elsewhere.requests == []
+    assert server.calls("/ok") == []
+    for got in (result, local):
+        assert (got.outcome, got.retryable) == ("error", True)
+        assert got.reason == f"HTTP status {status} (redirects are not followed)"
+        assert got.details["status"] == status
+    assert "location" not in json.dumps(result.details).lower()  # the URL may hold a token

@@ -21,6 +21,7 @@ from secretsync import DEFAULT_CONFIG_PATH, LOG_LEVELS, __version__
 
 if TYPE_CHECKING:
     from secretsync.config import Config
+    from secretsync.health import ClientOptions
     from secretsync.plan import PlannedOutput
     from secretsync.signals import SignalCapture
 
@@ -110,9 +111,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="rotation period, e.g. 15s or 1m (default 15s)",
     )
     demo.add_argument("--port", type=int, default=9464, help="metrics port on 127.0.0.1")
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument(
+        "--cacert",
+        metavar="FILE",
+        help="CA bundle to verify the server's certificate (default with a TLS config: trust "
+        "exactly its tls_server_config.cert_file)",
+    )
+    client.add_argument(
+        "--cert", metavar="FILE", help="client certificate (default: $SECRETSYNC_CLIENT_CERT)"
+    )
+    client.add_argument(
+        "--key", metavar="FILE", help="its private key (default: $SECRETSYNC_CLIENT_KEY)"
+    )
+    client.add_argument(
+        "--user",
+        help="basic-auth user (default: $SECRETSYNC_USER); the password is read from "
+        "$SECRETSYNC_PASSWORD, else --password-file, else asked on a terminal",
+    )
+    client.add_argument("--password-file", metavar="FILE", help="file holding the password")
     health = sub.add_parser(
         "health",
-        parents=[common, with_config],
+        parents=[common, with_config, client],
         help="exit 0 if the daemon's /healthz answers 200 (container HEALTHCHECK)",
     )
     health.add_argument(
@@ -120,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = sub.add_parser(
         "status",
-        parents=[common, with_config],
+        parents=[common, with_config, client],
         help="outputs, versions and targets of a running daemon; exit 0 when all current "
         "and applied",
     )
@@ -153,10 +173,16 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
 
         return run_demo(args.dir, rotate_every_s=args.rotate_every, port=args.port)
     config_path = Path(getattr(args, "config", None) or _default_config())
-    if args.command == "health":
-        return _health(args.url, config_path)
-    if args.command == "status":
-        return _status(args.url, config_path, as_json=args.json)
+    if args.command in ("health", "status"):
+        config = _config_if_readable(config_path)
+        try:
+            options = _client_options(args, config)
+        except OSError as exc:
+            print(f"secretsync: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.command == "health":
+            return _health(args.url, config_path, config, options)
+        return _status(args.url, config, options, as_json=args.json)
     from secretsync.config import ConfigError, load_config  # noqa: PLC0415
 
     try:
@@ -194,44 +220,83 @@ def _check(config: Config, config_path: Path) -> int:
     return EXIT_OK
 
 
-def _health(url: str | None, config_path: Path) -> int:
+def _config_if_readable(config_path: Path) -> Config | None:
+    """The config, or None when it is missing or broken: the health check must not fail
+    for that (it falls back to the default address)."""
     from secretsync.config import ConfigError, load_config  # noqa: PLC0415
+
+    try:
+        return load_config(config_path)
+    except ConfigError:
+        return None
+
+
+def _client_options(args: argparse.Namespace, config: Config | None) -> ClientOptions:
+    """TLS trust, client certificate and credentials for ``health`` and ``status``.
+
+    Raises OSError when the password file cannot be read.
+    """
+    import getpass  # noqa: PLC0415
+
+    from secretsync.health import ClientOptions  # noqa: PLC0415
+
+    tls = config.metrics.web_config.tls_server_config if config is not None else None
+    user = args.user or os.environ.get("SECRETSYNC_USER") or None
+    password = os.environ.get("SECRETSYNC_PASSWORD")
+    if user is not None and password is None:
+        if args.password_file:
+            with open(args.password_file, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        elif sys.stdin.isatty():
+            password = getpass.getpass(f"password for {user}: ")
+    return ClientOptions(
+        cafile=args.cacert,
+        pinned=str(tls.cert_file) if tls is not None else None,
+        certfile=args.cert or os.environ.get("SECRETSYNC_CLIENT_CERT") or None,
+        keyfile=args.key or os.environ.get("SECRETSYNC_CLIENT_KEY") or None,
+        user=user,
+        password=password,
+    )
+
+
+def _https(config: Config | None) -> bool:
+    return config is not None and config.metrics.web_config.tls_server_config is not None
+
+
+def _health(
+    url: str | None, config_path: Path, config: Config | None, options: ClientOptions
+) -> int:
     from secretsync.health import check_health, health_url  # noqa: PLC0415
 
-    # A missing or broken config must not fail the health check: fall back to the default.
     if url is None:
-        try:
-            listen = load_config(config_path).metrics.listen
-        except ConfigError:
+        if config is None:  # a missing or broken config: the default address
             url = health_url(None)
+        elif config.metrics.listen is None:
+            print(
+                f"secretsync: metrics are disabled in {config_path} (metrics.listen: null); "
+                "give --url to check another address",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
         else:
-            if listen is None:
-                print(
-                    f"secretsync: metrics are disabled in {config_path} (metrics.listen: null); "
-                    "give --url to check another address",
-                    file=sys.stderr,
-                )
-                return EXIT_FAILURE
-            url = health_url(listen)
-    ok, message = check_health(url, timeout_s=3.0)
+            url = health_url(config.metrics.listen, https=_https(config))
+    ok, message = check_health(url, timeout_s=3.0, options=options)
     print(message, file=sys.stdout if ok else sys.stderr)
     return EXIT_OK if ok else EXIT_FAILURE
 
 
-def _status(url: str | None, config_path: Path, *, as_json: bool) -> int:
+def _status(
+    url: str | None, config: Config | None, options: ClientOptions, *, as_json: bool
+) -> int:
     import json  # noqa: PLC0415
 
-    from secretsync.config import ConfigError, load_config  # noqa: PLC0415
     from secretsync.health import fetch_json, status_url  # noqa: PLC0415
     from secretsync.status import format_table, healthy  # noqa: PLC0415
 
     if url is None:
-        try:
-            listen = load_config(config_path).metrics.listen
-        except ConfigError:
-            listen = None
-        url = status_url(listen)
-    document, problem = fetch_json(url)
+        listen = config.metrics.listen if config is not None else None
+        url = status_url(listen, https=_https(config))
+    document, problem = fetch_json(url, options=options)
     if document is None:
         print(f"secretsync: {problem}", file=sys.stderr)
         return EXIT_FAILURE

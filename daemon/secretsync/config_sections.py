@@ -7,10 +7,20 @@ sync.yaml model (unknown keys are errors; instances are frozen).
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from secretsync.config_types import Duration
+from secretsync.config_errors import brief
+from secretsync.config_types import Duration, file_path
 
 
 class FrozenModel(BaseModel):
@@ -104,9 +114,134 @@ class PollConfig(FrozenModel):
     jitter: float = Field(default=0.1, ge=0.0, le=0.5)
 
 
+ENDPOINTS = ("/metrics", "/status", "/healthz", "/readyz", "/fresh")
+DEFAULT_OPEN_PATHS = ("/healthz", "/readyz", "/fresh")
+CLIENT_AUTH_TYPES = ("NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert")
+_TLS_VERSIONS = {"TLS12": 12, "TLS13": 13}
+_BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+FilePath = Annotated[Path, BeforeValidator(file_path)]
+
+
+class TlsServerConfig(FrozenModel):
+    """``metrics.web_config.tls_server_config``: the exporter-toolkit keys secretsync supports.
+
+    The files are read at start and again whenever they change (checked at
+    most once a second, on a new connection). ``client_auth_type``:
+    ``NoClientCert``, ``VerifyClientCertIfGiven`` or ``RequireAndVerifyClientCert``
+    (both need ``client_ca_file``); Go's ``RequestClientCert`` and
+    ``RequireAnyClientCert`` accept certificates nobody verified and are refused.
+    """
+
+    cert_file: FilePath
+    key_file: FilePath
+    client_auth_type: str = "NoClientCert"
+    client_ca_file: FilePath | None = None
+    client_allowed_sans: tuple[str, ...] | None = None
+    min_version: Literal["TLS12", "TLS13"] = "TLS12"
+    max_version: Literal["TLS12", "TLS13"] = "TLS13"
+
+    @field_validator("client_auth_type")
+    @classmethod
+    def _auth_type(cls, value: str) -> str:
+        if value in ("RequestClientCert", "RequireAnyClientCert"):
+            raise ValueError(
+                f"{value} accepts a client certificate without verifying it; use "
+                "RequireAndVerifyClientCert (or VerifyClientCertIfGiven) with client_ca_file"
+            )
+        if value not in CLIENT_AUTH_TYPES:
+            raise ValueError(f"expected one of {', '.join(CLIENT_AUTH_TYPES)}; got {brief(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsServerConfig:
+        verifies = self.client_auth_type != "NoClientCert"
+        if verifies and self.client_ca_file is None:
+            raise ValueError(
+                f"client_ca_file: required with client_auth_type {self.client_auth_type}"
+            )
+        if not verifies and self.client_ca_file is not None:
+            raise ValueError(
+                "client_ca_file: has no effect with client_auth_type NoClientCert; set "
+                "client_auth_type: RequireAndVerifyClientCert to verify client certificates"
+            )
+        if self.client_allowed_sans is not None and (
+            self.client_auth_type != "RequireAndVerifyClientCert" or not self.client_allowed_sans
+        ):
+            raise ValueError(
+                "client_allowed_sans: needs client_auth_type RequireAndVerifyClientCert and at "
+                "least one name"
+            )
+        if _TLS_VERSIONS[self.min_version] > _TLS_VERSIONS[self.max_version]:
+            raise ValueError(f"min_version: {self.min_version} is above max_version")
+        return self
+
+
+def _bcrypt_hash(value: object) -> str:
+    # never echo the value: a plain password put here by mistake must not reach a log
+    if isinstance(value, str) and _BCRYPT.fullmatch(value):
+        return value
+    raise ValueError(
+        "expected a bcrypt hash such as $2y$10$… (htpasswd -nBC 10 \"\" | tr -d ':\\n'); "
+        "the value is not shown"
+    )
+
+
+BcryptHash = Annotated[str, BeforeValidator(_bcrypt_hash)]
+
+
+class WebConfig(FrozenModel):
+    """``metrics.web_config``: the Prometheus exporter-toolkit web configuration, inline.
+
+    ``tls_server_config`` serves HTTPS; ``basic_auth_users`` maps user names
+    to bcrypt hashes (any user may read every endpoint that is not open).
+    """
+
+    tls_server_config: TlsServerConfig | None = None
+    basic_auth_users: dict[str, BcryptHash] = Field(default_factory=dict)
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _users(cls, value: dict[str, str]) -> dict[str, str]:
+        for user in value:
+            if not user or ":" in user or not user.isprintable():
+                raise ValueError(
+                    f"user {brief(user)}: a user name is 1 or more printable characters without ':'"
+                )
+        return value
+
+
 class MetricsConfig(FrozenModel):
-    listen: str | None = "0.0.0.0:9464"
+    """The HTTP endpoints. ``listen`` defaults to loopback (the container manifests set
+    ``0.0.0.0:9464``). ``readiness``: ``synced`` (``/readyz`` is 200 once every output
+    was written or found current since start) or ``fresh`` (only while none is older
+    than ``stale_after``: an outage takes the pod out of service). ``web_config``:
+    TLS and basic auth; ``open_paths`` need neither credentials nor a client
+    certificate (the kubelet's probes have none)."""
+
+    listen: str | None = "127.0.0.1:9464"
     stale_after_s: Duration | None = Field(default=None, alias="stale_after", gt=0)
+    readiness: Literal["synced", "fresh"] = "synced"
+    web_config: WebConfig = Field(default_factory=WebConfig)
+    open_paths: tuple[str, ...] = DEFAULT_OPEN_PATHS
+
+    @field_validator("web_config", mode="before")
+    @classmethod
+    def _null_web_config(cls, value: object) -> object:
+        return {} if value is None else value
+
+    @field_validator("open_paths")
+    @classmethod
+    def _open_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if path not in ENDPOINTS:
+                raise ValueError(f"expected paths among {', '.join(ENDPOINTS)}; got {brief(path)}")
+        return value
+
+    @property
+    def secured(self) -> bool:
+        """TLS or basic auth is configured."""
+        web = self.web_config
+        return web.tls_server_config is not None or bool(web.basic_auth_users)
 
     @field_validator("listen")
     @classmethod

@@ -96,7 +96,15 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge(
-            "secretsync_ready", "1 when every output is synced and fresh.", registry=r
+            "secretsync_ready",
+            "1 when /readyz answers 200 (by default: every output was written or found "
+            "current once since start).",
+            registry=r,
+        )
+        self.fresh = Gauge(
+            "secretsync_fresh",
+            "1 when every output was confirmed current within metrics.stale_after (/fresh).",
+            registry=r,
         )
         self.build_info = Gauge(
             "secretsync_build_info", "Build information.", ["version"], registry=r
@@ -217,9 +225,14 @@ class Metrics:
 
         return observe
 
+    def content_type(self, accept: str) -> str:
+        """The content type :meth:`exposition` answers ``accept`` with (no collection)."""
+        return str(choose_encoder(accept)[1])
+
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """(body, content type) of a scrape: OpenMetrics when ``accept`` asks for it, else
-        the Prometheus text format; counters and histograms lose their ``*_created``."""
+        the Prometheus text format; counters and histograms lose their ``*_created``.
+        Safe to call from another thread (prometheus_client collects under its locks)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self._exposed), content_type
 

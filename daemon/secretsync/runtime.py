@@ -45,6 +45,7 @@ from secretsync.writer import OutputWriter
 if TYPE_CHECKING:
     from secretsync.pushqueue import PushQueue
     from secretsync.server import MetricsServer
+    from secretsync.websec import WebSecurity
 
 FORCED_MARGIN_S = 0.5  # kept from the deadline for cancelling what is left
 
@@ -226,6 +227,7 @@ class Runtime:
     async def _start_server(self, stack: contextlib.AsyncExitStack) -> None:
         from secretsync.server import MetricsServer, MetricsServerError, Probes  # noqa: PLC0415
         from secretsync.status import snapshot  # noqa: PLC0415
+        from secretsync.websec import web_security  # noqa: PLC0415
 
         assert self.syncer is not None
         syncer, supervisor, notifier = self.syncer, self.supervisor, self.notifier
@@ -235,18 +237,21 @@ class Runtime:
                 last_poll_started=lambda: syncer.last_cycle_started,
                 poll_interval_s=lambda: syncer.config.poll.interval_s,
                 not_ready=syncer.not_ready,
+                stale=syncer.stale,
                 failing_tasks=supervisor.failing,
                 status=lambda: snapshot(syncer, notifier),
             ),
         )
         try:
+            server.secure(web_security(self.config.metrics))
             await server.reconfigure(self.config.metrics.listen)
         except MetricsServerError as exc:
             raise StartupError(str(exc)) from None
         stack.push_async_callback(server.stop)
         self.server = server
         if server.running:
-            self._log.info("metrics_listening", host=server.host, port=server.port)
+            scheme = server.url.partition(":")[0]
+            self._log.info("metrics_listening", host=server.host, port=server.port, scheme=scheme)
 
     def _spawn(self, group: asyncio.TaskGroup) -> None:
         assert self.poller is not None and self.reloader is not None and self.syncer is not None
@@ -315,6 +320,7 @@ class Runtime:
         """Switch every piece to ``new`` (the reloader's ``apply``); raise ReloadRefused to keep
         ``old``. New outputs are locked first: one held by another process refuses the reload."""
         assert self.syncer is not None and self.poller is not None
+        security = await self._security_for(old, new)  # refuses a web_config it cannot load
         old_paths = {o.path for o in old.outputs}
         added = [o.path for o in new.outputs if o.path not in old_paths]
         try:
@@ -329,12 +335,33 @@ class Runtime:
         if restart:
             # the AWS clients are built once, at start
             self._log.warning("config_restart_needed", fields=restart)
+        if security is not None and self.server is not None:
+            self.server.secure(security[0])
+            self._log.info("metrics_secured", scheme=self.server.url.partition(":")[0])
         if self.server is not None and old.metrics.listen != new.metrics.listen:
             await self.server.reconfigure(new.metrics.listen)
             self._log.info("metrics_moved", listen=new.metrics.listen)
         if self.watcher is not None:
             self.watcher.on_reload()
         self.poller.wake()
+
+    async def _security_for(self, old: Config, new: Config) -> tuple[WebSecurity | None] | None:
+        """The new TLS/auth settings of a reload, loaded, when they changed (else None)."""
+        from secretsync.websec import TlsError, web_security  # noqa: PLC0415
+
+        same = (old.metrics.web_config, old.metrics.open_paths) == (
+            new.metrics.web_config,
+            new.metrics.open_paths,
+        )
+        if self.server is None or same:
+            return None
+        security = web_security(new.metrics)
+        if security is not None and security.tls is not None:
+            try:
+                await asyncio.to_thread(security.tls.load)
+            except TlsError as exc:
+                raise ReloadRefused(str(exc)) from None
+        return (security,)
 
     # -- stop ------------------------------------------------------------------------------
 

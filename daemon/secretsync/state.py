@@ -47,7 +47,8 @@ class OutputState:
     versions: dict[str, str] = field(default_factory=dict)  # secret id → version rendered
     ok: bool = False  # the last attempt succeeded
     dirty: bool = True  # must be (re-)rendered at the next cycle
-    error: str | None = None
+    error: str | None = None  # for the log: may carry an AWS message or the secret's key names
+    error_code: str | None = None  # for /status: an AWS code, RenderError or WriteError
     initial: bool = True  # no successful sync yet in this process
 
     def __repr__(self) -> str:

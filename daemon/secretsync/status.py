@@ -4,7 +4,10 @@
 each output its path, the version id of each source secret, when it was last
 written and confirmed, whether it is current and applied, and each target's
 last outcome and time; for each secret its version and last check. Ids,
-versions, paths, times and fixed words only: never a value.
+versions, paths, times and fixed words only: never a value, and never an
+error's message (an AWS message names the account and the role or session, a
+render error the secret's key names): an error is its code and a fixed
+description (:func:`describe`); the log line of the failure has the detail.
 :func:`format_table` turns that document into a table for a person at a
 terminal. Both are pure; this module imports nothing heavy, so the ``status``
 command stays light.
@@ -12,6 +15,7 @@ command stays light.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,6 +23,69 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from secretsync.notify import Notifier
     from secretsync.syncer import Syncer
+
+
+UNKNOWN_CODE = "UnknownError"
+_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")
+
+# code → what it means, in fixed words; anything else is described as UnknownError
+DESCRIPTIONS: dict[str, str] = {
+    "AccessDeniedException": "access denied: the IAM policy, the secret's resource policy or "
+    "its KMS key does not allow this identity",
+    "ResourceNotFoundException": "the secret (or the version asked for) does not exist, "
+    "or this identity cannot see it",
+    "DecryptionFailure": "the secret cannot be decrypted with its KMS key",
+    "InvalidRequestException": "Secrets Manager refused the request (e.g. the secret is "
+    "scheduled for deletion)",
+    "InvalidParameterException": "Secrets Manager refused a parameter of the request",
+    "SecretDeleted": "the secret is scheduled for deletion",
+    "NoCurrentVersion": "no version of the secret is staged AWSCURRENT",
+    "ThrottlingException": "Secrets Manager throttled the request; it is retried with backoff",
+    "InternalServiceError": "Secrets Manager failed to answer; the request is retried with backoff",
+    "ConnectionError": "Secrets Manager could not be reached (network, DNS, TLS or a timeout); "
+    "the request is retried with backoff",
+    "NoCredentials": "no AWS credentials were found",
+    "ExpiredTokenException": "the AWS credentials have expired",
+    "UnrecognizedClientException": "the AWS credentials are not valid",
+    "InvalidSignatureException": "the request signature was refused (credentials or clock)",
+    "NotFetched": "no value of the secret has been fetched yet",
+    "RenderError": "the secret's value does not fit this output (not a JSON object, a "
+    "required key missing, a value the format cannot hold, …); the file is left as it was",
+    "WriteError": "the file could not be written (permissions, owner, space, the directory); "
+    "the previous file is left as it was",
+    UNKNOWN_CODE: "the check failed; the log line of the failure says why",
+}
+for _alias in ("Throttling", "TooManyRequestsException", "RequestLimitExceeded"):
+    DESCRIPTIONS[_alias] = DESCRIPTIONS["ThrottlingException"]
+for _alias in (
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+):
+    DESCRIPTIONS[_alias] = DESCRIPTIONS["InternalServiceError"]
+
+
+def safe_code(code: str | None) -> str:
+    """``code`` when it is a plain word (letters, digits, ``_``, ``.``; ≤ 64), else UnknownError.
+
+    Codes come from whoever answered (an endpoint, a proxy): anything else is
+    not echoed.
+    """
+    return code if code is not None and _CODE.fullmatch(code) else UNKNOWN_CODE
+
+
+def describe(code: str | None) -> str:
+    """The fixed description of an error code (see :data:`DESCRIPTIONS`); every code has one."""
+    return DESCRIPTIONS.get(safe_code(code), DESCRIPTIONS[UNKNOWN_CODE])
+
+
+def _error(code: str | None) -> dict[str, str | None]:
+    if code is None:
+        return {"error": None, "error_description": None}
+    return {"error": safe_code(code), "error_description": describe(code)}
 
 
 def _iso(wall: float | None) -> str | None:
@@ -53,7 +120,7 @@ def snapshot(syncer: Syncer, notifier: Notifier | None) -> dict[str, Any]:
                 "secrets": {sid: state.versions.get(sid) for sid in out.secret_ids},
                 "written_at": _iso(state.written_at),
                 "confirmed_at": _iso(state.synced_at),
-                "error": state.error,
+                **_error(None if state.error is None else state.error_code or UNKNOWN_CODE),
                 "targets": targets,
             }
         )
@@ -63,7 +130,7 @@ def snapshot(syncer: Syncer, notifier: Notifier | None) -> dict[str, Any]:
             "version_id": st.version_id,
             "checked_at": _iso(st.checked_at),
             "ok": st.checked_ok,
-            "error": st.error.code if st.error is not None else None,
+            **_error(st.error.code if st.error is not None else None),
         }
         for sid, st in secrets.items()
     ]

@@ -89,6 +89,7 @@ class Syncer:
         self._written: list[WrittenFile] = []
         self.cycles = 0
         self.last_cycle_started: float | None = None  # monotonic
+        self._ready_once = False  # every output was written or found current once
         self._log = logs.get_logger()
         self.reconfigure(config)
 
@@ -146,6 +147,26 @@ class Syncer:
         return all(self.current(st) for st in self._outputs.values())
 
     def not_ready(self) -> list[str]:
+        """Paths of the outputs that keep ``/readyz`` from answering 200 (empty: ready).
+
+        ``metrics.readiness: synced`` (the default): the outputs not yet written
+        nor found current since start, until every output has been once; from
+        then on none, for the life of the process: an outage, staleness or an
+        output added by a reload never take readiness back (the files on disk
+        are the last good ones; :meth:`stale` reports the rest).
+        ``metrics.readiness: fresh``: :meth:`stale`.
+        """
+        if self.config.metrics.readiness == "fresh":
+            return self.stale()
+        if self._ready_once:
+            return []
+        pending = [
+            str(path) for path, st in self._outputs.items() if st.synced_at is None and st.initial
+        ]
+        self._ready_once = not pending
+        return pending
+
+    def stale(self) -> list[str]:
         """Paths of outputs never synced, or not confirmed current within ``stale_after``."""
         limit = self._wall() - self.config.stale_after_s
         return [
@@ -192,6 +213,7 @@ class Syncer:
         report.duration_s = self._clock() - started
         self.metrics.poll_duration.observe(report.duration_s)
         self.metrics.ready.set(0 if self.not_ready() else 1)
+        self.metrics.fresh.set(0 if self.stale() else 1)
         self._log.info(
             "poll_cycle",
             secrets_checked=report.secrets_checked,
@@ -385,11 +407,12 @@ class Syncer:
 
     def _mark_current(self, state: OutputState) -> None:
         state.synced_at = self._wall()
-        state.error = None
+        state.error = state.error_code = None
         self.metrics.last_success.labels(path=str(state.config.path)).set(state.synced_at)
 
     def _fail(self, state: OutputState, reason: str, message: str, **fields: str) -> None:
         state.ok, state.dirty, state.error = False, True, message
+        state.error_code = "RenderError" if reason == "render" else "WriteError"
         self.metrics.sync_errors.labels(path=str(state.config.path), reason=reason).inc()
         self._log.error(
             "output_failed", path=str(state.config.path), reason=reason, error=message, **fields
@@ -398,6 +421,7 @@ class Syncer:
     def _count_error(self, state: OutputState, error: SourceError | None) -> None:
         reason = "throttled" if error is not None and error.throttled else "fetch"
         state.error = str(error) if error else "secret unavailable"
+        state.error_code = error.code if error else "NotFetched"
         self.metrics.sync_errors.labels(path=str(state.config.path), reason=reason).inc()
 
 

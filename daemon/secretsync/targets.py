@@ -10,7 +10,7 @@ Every attempt ends in a :class:`Result` with one fixed outcome word:
 - ``timeout``: the command or HTTP call did not finish in time;
 - ``error``: anything else (bad pidfile, a ``process`` match over its time
   budget, permission denied, exit code ≠ 0, missing executable, HTTP status
-  not 2xx, connection refused).
+  not 2xx (a redirect included: never followed), connection refused).
 
 ``skipped`` is never returned here: the notifier counts a ``not_running`` at
 start-up as ``skipped``.
@@ -300,6 +300,8 @@ class _OutputCapture:
 async def call_http(name: str, target: NotifyTarget, paths: list[str], *, initial: bool) -> Result:
     """One HTTP request; success is a 2xx answer.
 
+    Redirects are not followed: a 3xx is an error (following one would send the
+    headers, a token among them, and the body wherever the answer points).
     Methods other than GET carry ``{"target": name, "changed_files": [...]}`` as
     JSON. A refused connection at start-up counts as ``not_running``. Header
     values and the URL are never logged (they may hold a token).
@@ -312,11 +314,16 @@ async def call_http(name: str, target: NotifyTarget, paths: list[str], *, initia
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.request(http.method, http.url, headers=http.headers, json=body) as resp,
+            session.request(
+                http.method, http.url, headers=http.headers, json=body, allow_redirects=False
+            ) as resp,
         ):
             details["status"] = resp.status
             if 200 <= resp.status < 300:
                 return Result("ok", details=details)
+            if 300 <= resp.status < 400:  # Location is not logged: it may carry a token
+                reason = f"HTTP status {resp.status} (redirects are not followed)"
+                return Result("error", reason, retryable=True, details=details)
             snippet = await resp.content.read(HTTP_BODY_LIMIT_BYTES)
             if snippet:
                 details["body"] = snippet.decode("utf-8", "replace")

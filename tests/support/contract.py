@@ -12,6 +12,7 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "secretsync_last_success_timestamp_seconds": ("gauge", frozenset({"path"})),
     "secretsync_poll_duration_seconds": ("histogram", frozenset()),
     "secretsync_ready": ("gauge", frozenset()),
+    "secretsync_fresh": ("gauge", frozenset()),
     "secretsync_build_info": ("gauge", frozenset({"version"})),
     "secretsync_drift_repairs": ("counter", frozenset({"path"})),
     "secretsync_config_reloads": ("counter", frozenset({"outcome"})),

@@ -1,5 +1,10 @@
 """Hostile HTTP clients for the server tests, and a file descriptor budget.
 
+:func:`scrape_flood` runs this file as a child process with CLIENTS clients that
+GET the PATHs in turn as fast as the server answers, reading every response
+whole, until its stdin closes; then it prints ``{"answers": {status: n},
+"failed": n}``. (``python tests/support/flood.py scrape HOST PORT CLIENTS PATH…``)
+
 :func:`half_sent_flood` runs this file as a child process that opens COUNT
 connections to HOST:PORT, sends each the start of a request
 (``GET /metrics HTTP/1.1\\r\\n``) and nothing more, prints one JSON line
@@ -32,6 +37,48 @@ PARALLEL_CONNECTS = 100  # about the listen backlog: no SYN is dropped and retri
 class FloodReport:
     connected: int
     failed: int
+
+
+@dataclass
+class ScrapeReport:
+    """Filled in when the flood ends: answers by HTTP status, and requests that failed."""
+
+    answers: dict[int, int]
+    failed: int = 0
+
+
+@contextlib.asynccontextmanager
+async def scrape_flood(
+    host: str, port: int, clients: int, paths: list[str]
+) -> AsyncIterator[ScrapeReport]:
+    """``clients`` scrapers (in a child process) hammer ``paths`` for the block."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "scrape",
+        host,
+        str(port),
+        str(clients),
+        *paths,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    report = ScrapeReport({})
+    try:
+        yield report
+    finally:
+        proc.stdin.close()
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+        else:
+            got = json.loads(line or b"{}")
+            report.answers = {int(k): v for k, v in got.get("answers", {}).items()}
+            report.failed = got.get("failed", 0)
 
 
 @contextlib.asynccontextmanager
@@ -117,5 +164,43 @@ async def _flood(host: str, port: int, count: int) -> None:
         writer.transport.abort()
 
 
+async def _scrape(host: str, port: int, clients: int, paths: list[str]) -> None:
+    answers: dict[int, int] = {}
+    failed = 0
+    stop = asyncio.Event()
+
+    async def one(first: int) -> None:
+        nonlocal failed
+        n = first
+        while not stop.is_set():
+            path = paths[n % len(paths)]
+            n += 1
+            try:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 30)
+            except (OSError, TimeoutError):
+                failed += 1
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                response = await asyncio.wait_for(reader.read(), 60)  # until the server closes
+                status = int(response.split(b" ", 2)[1]) if response else 0
+                answers[status] = answers.get(status, 0) + 1
+            except (OSError, TimeoutError, ValueError, IndexError):
+                failed += 1
+            finally:
+                writer.transport.abort()
+
+    async def until_stdin_closes() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.buffer.read)
+        stop.set()
+
+    await asyncio.gather(until_stdin_closes(), *(one(i) for i in range(clients)))
+    print(json.dumps({"answers": answers, "failed": failed}), flush=True)
+
+
 if __name__ == "__main__":
-    asyncio.run(_flood(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+    if sys.argv[1] == "scrape":
+        asyncio.run(_scrape(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]))
+    else:
+        asyncio.run(_flood(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))

@@ -8,7 +8,8 @@ from aiohttp import web
 
 
 class HookServer:
-    """A local HTTP endpoint: /ok answers 204, /fail 500; every request is recorded."""
+    """A local HTTP endpoint: /ok answers 204, /fail 500, /moved/STATUS redirects to
+    /ok with that status (/moved/STATUS/PORT to 127.0.0.1:PORT/ok); every request is recorded."""
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -26,6 +27,10 @@ class HookServer:
         )
         if request.path == "/ok":
             return web.Response(status=204)
+        if request.path.startswith("/moved/"):  # /moved/STATUS[/PORT]
+            status, _, port = request.path.removeprefix("/moved/").partition("/")
+            where = f"http://127.0.0.1:{port}/ok" if port else "/ok"
+            return web.Response(status=int(status), headers={"Location": where})
         return web.Response(status=500, text="reload failed")
 
     async def __aenter__(self) -> HookServer:
