@@ -1,9 +1,13 @@
 """A small HTTP proxy in front of moto that counts requests and injects faults for real.
 
 It runs its own event loop in a thread so both sync and async tests can use it.
-Faults are real from the client's point of view: throttling and 5xx answers
-come back over HTTP; ``down()`` closes the listening socket so connections are
-refused until ``up()``.
+Faults are real from the client's point of view: throttling, access-denied
+and 5xx answers come back over HTTP in the protocol the client speaks (JSON
+for Secrets Manager and SQS, XML for SNS's query protocol); ``down()`` closes
+the listening socket so connections are refused until ``up()``. ``fault``
+applies to every request, ``faults_by_operation`` to the named operations
+only. ``requests`` records the operation and parameters of every request
+(SQS/SNS tests read the queue and topic names the daemon used from it).
 """
 
 from __future__ import annotations
@@ -13,12 +17,30 @@ import collections
 import json
 import socket
 import threading
-from typing import Literal
+import urllib.parse
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 
-Fault = Literal["none", "throttle", "error500", "hang"]
+Fault = Literal["none", "throttle", "error500", "hang", "denied"]
+
+_DENIED_XML = (
+    "<ErrorResponse><Error><Type>Sender</Type><Code>AuthorizationError</Code>"
+    "<Message>denied by the fault proxy</Message></Error><RequestId>0</RequestId></ErrorResponse>"
+)
+
+
+def parse_request(target: str, path: str, body: bytes) -> tuple[str, dict[str, Any]]:
+    """(operation, parameters) of an AWS request: JSON protocol or query protocol."""
+    if target:
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            params = {}
+        return target.rpartition(".")[2], params if isinstance(params, dict) else {}
+    form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
+    return form.pop("Action", "") or path, form
 
 
 class FaultProxy:
@@ -27,6 +49,8 @@ class FaultProxy:
         self.counts: collections.Counter[str] = collections.Counter()
         self.fetched_versions: list[tuple[str, str | None]] = []
         self.fault: Fault = "none"
+        self.faults_by_operation: dict[str, Fault] = {}
+        self.requests: list[tuple[str, dict[str, Any]]] = []
         self.faults_served = 0
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -52,6 +76,11 @@ class FaultProxy:
         with self._lock:
             self.counts.clear()
             self.fetched_versions.clear()
+            self.requests.clear()
+
+    def recorded(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            return list(self.requests)
 
     def _call(self, coro):  # type: ignore[no-untyped-def]
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
@@ -108,12 +137,13 @@ class FaultProxy:
             raise ConnectionResetError("proxy is down")
         body = await request.read()
         target = request.headers.get("X-Amz-Target", "")
-        operation = target.rpartition(".")[2] or request.path
+        operation, params = parse_request(target, request.path, body)
         with self._lock:
             self.counts[operation] += 1
+            self.requests.append((operation, params))
             if operation == "GetSecretValue":
-                self.fetched_versions.append((operation, json.loads(body).get("VersionId")))
-            fault = self.fault
+                self.fetched_versions.append((operation, params.get("VersionId")))
+            fault = self.faults_by_operation.get(operation, self.fault)
             if fault != "none":
                 self.faults_served += 1
         if fault == "hang":
@@ -126,6 +156,15 @@ class FaultProxy:
                 {"__type": "ThrottlingException", "message": "Rate exceeded"},
                 status=400,
                 content_type="application/x-amz-json-1.1",
+            )
+        if fault == "denied":
+            if not target:  # the query protocol (SNS)
+                return web.Response(status=403, text=_DENIED_XML, content_type="text/xml")
+            return web.json_response(
+                {"__type": "AccessDeniedException", "message": "denied by the fault proxy"},
+                status=400,
+                content_type="application/x-amz-json-1.0",
+                headers={"x-amzn-query-error": "AccessDenied;Sender"},
             )
         if fault == "error500":
             return web.json_response(
