@@ -216,7 +216,17 @@ def test_access_denied_on_subscribe_and_on_receive_is_counted_and_survived(
         queue_proxy.faults_by_operation = {"ReceiveMessage": "denied"}
         wait_until(lambda: denied() >= before + 2, 60, "two denied receives counted")
         assert daemon.has_event("push_failed", reason="access_denied")
+
+        # the queue deleted while Subscribe is denied: no unsubscribed queue is kept
+        before = denied()
+        queue_proxy.faults_by_operation = {"Subscribe": "denied"}
+        (queue,) = sqs_queues(moto)
+        client("sqs", moto.url).delete_queue(QueueUrl=queue)
+        wait_until(lambda: denied() >= before + 2, 60, "two denied replacements counted")
+        assert sqs_queues(moto) == []
         queue_proxy.faults_by_operation = {}
+        wait_until(lambda: daemon.has_event("push_queue_replaced"), 90, "a new queue")
+        assert len(sqs_queues(moto)) == 1 and len(sns.list_subscriptions()["Subscriptions"]) == 1
 
         kafka_file = tmp_path / "a" / "client.properties"
         wait_until(kafka_file.exists, 30, "first sync")

@@ -357,7 +357,13 @@ class PushQueue:
                 await self._sns.unsubscribe(SubscriptionArn=old)
             except Exception:
                 self._dangling.add(old)  # retried at the next sweep
-        await self._make_own_queue()
+        try:
+            await self._make_own_queue()
+        except PushError:
+            # never read a queue that is not subscribed: remove what was made, try again later
+            await self._remove_own_queue()
+            self.lost = True
+            raise
         self._log.warning("push_queue_replaced", gone=gone, queue=self.queue_name)
 
     async def receive(self) -> list[Message]:
