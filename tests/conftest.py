@@ -146,13 +146,24 @@ def java(tmp_path_factory: pytest.TempPathFactory) -> JavaProperties:
 
 
 class Daemon:
-    """``secretsync run`` as a real child process; stderr (JSON logs) goes to a file."""
+    """``secretsync run`` as a real child process; stderr (JSON logs) goes to a file.
 
-    def __init__(self, config: Path, log: Path, *args: str) -> None:
+    ``wrap`` goes before the command (``unshare …``); ``env`` is added to the environment.
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *args: str,
+        wrap: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.log_path = log
         self._log = log.open("wb")
         self.proc = subprocess.Popen(
             [
+                *wrap,
                 sys.executable,
                 "-m",
                 "secretsync",
@@ -166,6 +177,7 @@ class Daemon:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
 
     def events(self) -> list[dict[str, Any]]:
@@ -201,8 +213,8 @@ class Daemon:
 def start_daemon(tmp_path: Path) -> Iterator[Any]:
     started: list[Daemon] = []
 
-    def start(config: Path, *args: str) -> Daemon:
-        d = Daemon(config, tmp_path / f"daemon-{len(started)}.log", *args)
+    def start(config: Path, *args: str, **kwargs: Any) -> Daemon:
+        d = Daemon(config, tmp_path / f"daemon-{len(started)}.log", *args, **kwargs)
         started.append(d)
         return d
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secretsync.events import MAX_BODY_BYTES, keys_of, match
+from secretsync.events import MAX_BODY_BYTES, MAX_NAMES, SecretIndex, keys_of, match
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 NAME = "/confluent_cloud_resource/kafka_cluster/java_client"
@@ -138,3 +138,57 @@ def test_a_name_that_merely_looks_suffixed_still_matches_itself() -> None:
 @given(st.text(max_size=2000) | st.binary(max_size=2000).map(lambda b: b.decode("latin-1")))
 def test_any_body_gives_a_verdict_and_never_raises(body: str) -> None:
     assert match(body, [NAME, FULL_ARN]).outcome in {"matched", "ignored", "invalid"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 2000,
+        "{" * 2000,
+        '{"a":' * 3000 + "1" + "}" * 3000,
+        json.dumps({"Type": "Notification", "Message": "[" * 5000}),
+        json.dumps({"source": "aws.secretsmanager", "resources": ["[" * 5000]}),
+    ],
+    ids=["brackets", "braces", "nested-objects", "sns-envelope", "nested-in-a-string"],
+)
+def test_a_deeply_nested_body_is_invalid_and_never_raises(body: str) -> None:
+    # json.loads raises RecursionError (not a ValueError) past about 1,000 levels
+    verdict = match(body, [NAME])
+    assert verdict.outcome in {"invalid", "ignored"} and verdict.secret_ids == ()
+    if body.startswith(("[", '{"a"', "{{")):
+        assert verdict.outcome == "invalid"
+
+
+def many_names(count: int, ours_at: int) -> str:
+    """An event just under SQS's 256 KB naming ``count`` secrets, ours at ``ours_at``."""
+    names = [f"s{n}" for n in range(count)]
+    names[ours_at] = NAME
+    body = json.dumps({**label_updated(), "resources": names})
+    assert len(body) <= MAX_BODY_BYTES
+    return body
+
+
+def test_only_the_first_names_of_a_message_are_read() -> None:
+    # an event of AWS names one secret; a message naming thousands is read up to the cap
+    ours = [NAME] + [f"team/secret-{n}" for n in range(100)]
+    assert match(many_names(25_500, ours_at=0), ours).secret_ids == (NAME,)
+    assert match(many_names(25_500, ours_at=MAX_NAMES - 1), ours).secret_ids == (NAME,)
+    assert match(many_names(25_500, ours_at=MAX_NAMES), ours).outcome == "ignored"
+    assert match(many_names(25_500, ours_at=20_000), ours).outcome == "ignored"
+
+
+def test_an_index_built_once_matches_like_the_list_of_ids() -> None:
+    ours = ["other/secret", NAME, FULL_ARN, PARTIAL_ARN, "team/b"]
+    index = SecretIndex(ours)
+    bodies = [
+        json.dumps(label_updated()),
+        json.dumps(label_updated(FULL_ARN.replace(ACCOUNT, "999999999999"))),
+        json.dumps(cloudtrail("PutSecretValue", requestParameters={"secretId": "team/b"})),
+        sns(label_updated(PARTIAL_ARN)),
+        "not json",
+    ]
+    for body in bodies:
+        assert match(body, index) == match(body, ours)
+    # matched ids come in the config's order, each once
+    assert match(json.dumps(label_updated()), index).secret_ids == (NAME, FULL_ARN, PARTIAL_ARN)
+    assert index.ids == tuple(ours)

@@ -31,6 +31,7 @@ ALERTS = {
     "SecretsyncRotationNotConverged",
     "SecretsyncOutputNotApplied",
     "SecretsyncFailoverActive",
+    "SecretsyncPushFailing",
     "SecretsyncDown",
     "SecretsyncAbsent",
 }

@@ -85,6 +85,10 @@ class PushConfig(FrozenModel):
     sns_topic_arn: str | None = None
     endpoint_url: str | None = None
     wait_s: Duration = Field(default=20.0, alias="wait", ge=1, le=20)
+    # topic mode: names and tags the queue of our own (default: ECS task family, else host name)
+    identity: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:/=+@-]{1,128}$")
+    # topic mode: how often the queue's lease is renewed; stale after three missed renewals
+    heartbeat_s: Duration = Field(default=300.0, alias="heartbeat", ge=1, le=3600)
 
     @field_validator("sqs_queue_url", "endpoint_url")
     @classmethod

@@ -37,6 +37,7 @@ AWS_OUTCOMES = ("ok", "throttled", "error")
 SYNC_ERROR_REASONS = ("fetch", "throttled", "render", "write")
 NOTIFY_OUTCOMES = ("ok", "error")
 PUSH_OUTCOMES = ("matched", "ignored", "invalid")
+PUSH_ERROR_REASONS = ("access_denied", "not_found", "throttled", "unavailable", "error")
 
 
 class Metrics:
@@ -149,6 +150,18 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.push_errors = Counter(
+            "secretsync_push_errors",
+            "Failures to set up, read or tend the push queue, by reason (declared when push is "
+            "configured).",
+            ["reason"],
+            registry=r,
+        )
+        self.push_last_message = Gauge(
+            "secretsync_push_last_message_timestamp_seconds",
+            "Unix time the last push message was received (0: none since start).",
+            registry=r,
+        )
         self.build_info.labels(version=__version__).set(1)
         for outcome in PUSH_OUTCOMES:
             self.push_messages.labels(outcome=outcome)
@@ -202,6 +215,11 @@ class Metrics:
             self.failover_active.remove_by_labels({"secret": secret})
         for target in targets:
             self.notify.remove_by_labels({"target": target})
+
+    def declare_push(self) -> None:
+        """Create the push error series at zero (push is configured), so the first counts."""
+        for reason in PUSH_ERROR_REASONS:
+            self.push_errors.labels(reason=reason)
 
     def hold_version(self, secret: str, version_id: str, previous: str | None) -> None:
         """``secret`` is now held at ``version_id``: its info series moves to that version."""

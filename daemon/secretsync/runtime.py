@@ -271,18 +271,24 @@ class Runtime:
             self._tasks[name] = group.create_task(self.supervisor.run(name, job), name=name)
 
     async def _push(self) -> None:
-        """The push task: set up the queue (retrying with backoff), then read it."""
+        """The push task: set up the queue (retrying with backoff), then read it.
+
+        Every failure is counted in ``secretsync_push_errors_total{reason}``.
+        """
         from secretsync.push import PushError, PushListener  # noqa: PLC0415
         from secretsync.pushqueue import PushQueue  # noqa: PLC0415
 
         push = self.config.push
         assert push is not None and self.poller is not None and self.syncer is not None
+        self.metrics.declare_push()
         queue = PushQueue(
             region=resolve_region(self.config.aws.region),
             endpoint_url=push.endpoint_url,
             queue_url=push.sqs_queue_url,
             topic_arn=push.sns_topic_arn,
             wait_s=push.wait_s,
+            identity=push.identity,
+            heartbeat_s=push.heartbeat_s,
         )
         failures = 0
         while True:
@@ -291,21 +297,39 @@ class Runtime:
                 break
             except PushError as exc:
                 failures += 1
+                self.metrics.push_errors.labels(reason=exc.reason).inc()
                 delay_s = backoff.delay_s(failures, random.Random(), cap_s=60.0)  # noqa: S311
-                self._log.warning("push_setup_failed", error=str(exc), retry_in_s=round(delay_s, 2))
+                self._log.warning(
+                    "push_setup_failed",
+                    error=str(exc),
+                    reason=exc.reason,
+                    retry_in_s=round(delay_s, 2),
+                )
                 await asyncio.sleep(delay_s)
         self._push_queue = queue
-        self._log.info("push_listening", own_queue=queue.own_queue)
+        self._log.info(
+            "push_listening",
+            own_queue=queue.own_queue,
+            queue=queue.queue_name,
+            identity=queue.identity,
+        )
         syncer = self.syncer
+
+        def retry_at(secret_id: str) -> float | None:
+            state = syncer.secrets.get(secret_id)
+            return state.retry_at if state is not None else None
+
         listener = PushListener(
             queue,
             secret_ids=lambda: syncer.config.secret_ids,
             hint=self.poller.hint,
             metrics=self.metrics,
+            retry_at=retry_at,
         )
         try:
             await listener.run()
         except asyncio.CancelledError:
+            listener.summarise(force=True)
             # a clean stop removes our queue in order; a forced one has no time for it
             if not self._stopping_cleanly:
                 await queue.close(remove_own_queue=False)

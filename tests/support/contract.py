@@ -20,6 +20,8 @@ CONTRACT: dict[str, tuple[str, frozenset[str]]] = {
     "secretsync_secret_version_info": ("gauge", frozenset({"secret", "version_id"})),
     "secretsync_output_applied": ("gauge", frozenset({"path"})),
     "secretsync_push_messages": ("counter", frozenset({"outcome"})),
+    "secretsync_push_errors": ("counter", frozenset({"reason"})),
+    "secretsync_push_last_message_timestamp_seconds": ("gauge", frozenset()),
     "secretsync_failover_active": ("gauge", frozenset({"secret"})),
 }
 

@@ -1,13 +1,17 @@
 """A small HTTP proxy in front of moto that counts requests and injects faults for real.
 
 It runs its own event loop in a thread so both sync and async tests can use it.
-Faults are real from the client's point of view: throttling and 5xx answers
-come back over HTTP; ``down()`` closes the listening socket so connections are
-refused until ``up()``; ``hang`` accepts a request and never answers; ``trickle``
-sends moto's real status and headers at once, then the body one byte every
-``trickle_every_s`` (a stalled backend that defeats per-read timeouts). A fault
-applies to every request, or with ``fault_only`` to requests naming one of
-those secrets (their ``SecretId``).
+Faults are real from the client's point of view: throttling, access-denied
+and 5xx answers come back over HTTP in the protocol the client speaks (JSON
+for Secrets Manager and SQS, XML for SNS's query protocol); ``down()`` closes
+the listening socket so connections are refused until ``up()``; ``hang``
+accepts a request and never answers; ``trickle`` sends moto's real status and
+headers at once, then the body one byte every ``trickle_every_s`` (a stalled
+backend that defeats per-read timeouts). ``fault`` applies to every request,
+or with ``fault_only`` to requests naming one of those secrets (their
+``SecretId``); ``faults_by_operation`` to the named operations only.
+``requests`` records the operation and parameters of every request (SQS/SNS
+tests read the queue and topic names the daemon used from it).
 """
 
 from __future__ import annotations
@@ -19,12 +23,30 @@ import json
 import socket
 import threading
 import time
-from typing import Literal
+import urllib.parse
+from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
 
-Fault = Literal["none", "throttle", "error500", "hang", "trickle"]
+Fault = Literal["none", "throttle", "error500", "hang", "trickle", "denied"]
+
+_DENIED_XML = (
+    "<ErrorResponse><Error><Type>Sender</Type><Code>AuthorizationError</Code>"
+    "<Message>denied by the fault proxy</Message></Error><RequestId>0</RequestId></ErrorResponse>"
+)
+
+
+def parse_request(target: str, path: str, body: bytes) -> tuple[str, dict[str, Any]]:
+    """(operation, parameters) of an AWS request: JSON protocol or query protocol."""
+    if target:
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            params = {}
+        return target.rpartition(".")[2], params if isinstance(params, dict) else {}
+    form = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace")))
+    return form.pop("Action", "") or path, form
 
 
 class FaultProxy:
@@ -35,6 +57,8 @@ class FaultProxy:
         self.fault: Fault = "none"
         self.fault_only: frozenset[str] | None = None  # None: the fault applies to every secret
         self.trickle_every_s = 5.0
+        self.faults_by_operation: dict[str, Fault] = {}
+        self.requests: list[tuple[str, dict[str, Any]]] = []
         self.faults_served = 0
         self.answered: list[tuple[float, str]] = []  # (monotonic time, SecretId) of moto's answers
         self._lock = threading.Lock()
@@ -61,6 +85,11 @@ class FaultProxy:
         with self._lock:
             self.counts.clear()
             self.fetched_versions.clear()
+            self.requests.clear()
+
+    def recorded(self) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            return list(self.requests)
 
     def first_answer_after(self, since: float, secret_id: str) -> float | None:
         """When the first answer from moto about ``secret_id`` was sent back at or after
@@ -125,16 +154,13 @@ class FaultProxy:
             raise ConnectionResetError("proxy is down")
         body = await request.read()
         target = request.headers.get("X-Amz-Target", "")
-        operation = target.rpartition(".")[2] or request.path
-        try:
-            params = json.loads(body) if body else {}
-        except ValueError:
-            params = {}
+        operation, params = parse_request(target, request.path, body)
         with self._lock:
             self.counts[operation] += 1
+            self.requests.append((operation, params))
             if operation == "GetSecretValue":
                 self.fetched_versions.append((operation, params.get("VersionId")))
-            fault = self.fault
+            fault = self.faults_by_operation.get(operation, self.fault)
             if self.fault_only is not None and params.get("SecretId") not in self.fault_only:
                 fault = "none"
             if fault != "none":
@@ -149,6 +175,15 @@ class FaultProxy:
                 {"__type": "ThrottlingException", "message": "Rate exceeded"},
                 status=400,
                 content_type="application/x-amz-json-1.1",
+            )
+        if fault == "denied":
+            if not target:  # the query protocol (SNS)
+                return web.Response(status=403, text=_DENIED_XML, content_type="text/xml")
+            return web.json_response(
+                {"__type": "AccessDeniedException", "message": "denied by the fault proxy"},
+                status=400,
+                content_type="application/x-amz-json-1.0",
+                headers={"x-amzn-query-error": "AccessDenied;Sender"},
             )
         if fault == "error500":
             return web.json_response(
