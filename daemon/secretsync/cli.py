@@ -33,18 +33,15 @@ def _default_config() -> str:
 
 
 def _positive_duration(text: str) -> float:
-    """argparse type: a duration > 0 (``15s``, ``1m``, …)."""
-    from secretsync.config_types import parse_duration  # noqa: PLC0415
+    """argparse type: a duration > 0 (``15s``, ``1m``, ``1m30s``, …)."""
+    from secretsync.config_types import DURATION_HELP, parse_duration  # noqa: PLC0415
 
     try:
         value = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(
-            'must be more than 0; expected a duration such as "500ms", "30s", "5m", "1h" '
-            "or a number of seconds"
-        )
+        raise argparse.ArgumentTypeError(f"must be more than 0; expected {DURATION_HELP}")
     return value
 
 
