@@ -100,7 +100,9 @@ def test_once_with_a_hostile_secret_writes_the_rest_and_exits_1_without_a_traceb
         assert leak not in result.stderr and leak not in result.stdout
 
 
-def test_once_dry_run_masks_every_value_and_writes_nothing(moto: Moto, tmp_path: Path) -> None:
+def test_once_dry_run_masks_secret_values_shows_static_ones_and_writes_nothing(
+    moto: Moto, tmp_path: Path
+) -> None:
     moto.seed_use_case()
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
@@ -111,9 +113,52 @@ def test_once_dry_run_masks_every_value_and_writes_nothing(moto: Moto, tmp_path:
     assert not out.exists()
     assert f"{out / 'client.properties'} (properties, mode 0600): would write" in result.stdout
     assert "  sasl.jaas.config=********" in result.stdout
-    assert "  security.protocol=********" in result.stdout
-    for value in [*kafka_secret().values(), *sr_secret().values(), "SASL_SSL"]:
+    assert "  bootstrap.servers=********" in result.stdout
+    # static properties are in the config file, not secrets: shown as they will be written
+    assert "  security.protocol=SASL_SSL" in result.stdout
+    assert "  sasl.mechanism=PLAIN" in result.stdout
+    for value in [*kafka_secret().values(), *sr_secret().values()]:
         assert value not in result.stdout + result.stderr
+
+
+def test_dry_run_shows_what_sasl_and_basic_auth_fix_and_masks_the_credentials(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.create("team/api-key", {"apiKey": "CANARYUSER7", "apiSecret": "CANARY-dry-pw-3c"})
+    out = tmp_path / "out"
+    data = example_config(out, moto.url)
+    data["outputs"] = [
+        {
+            "path": str(out / "a.properties"),
+            "secrets": [{"id": "team/api-key", "keys": []}],
+            "sasl": {
+                "mechanism": "SCRAM-SHA-512",
+                "secret": "team/api-key",
+                "username_key": "apiKey",
+                "password_key": "apiSecret",
+            },
+            "static": {"note": "line one\nline two"},
+        },
+        {
+            "path": str(out / "b.env"),
+            "format": "env",
+            "secrets": [{"id": "team/api-key", "keys": []}],
+            "basic_auth": {"secret": "team/api-key"},
+        },
+    ]
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+
+    result = run_cli("once", "--dry-run", "-c", str(cfg))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "  sasl.jaas.config=********" in lines
+    assert "  sasl.mechanism=SCRAM-SHA-512" in lines
+    assert "  note=line one\\nline two" in lines  # one line per key, whatever the value holds
+    assert "  basic.auth.user.info=********" in lines
+    assert "  basic.auth.credentials.source=USER_INFO" in lines
+    for text in (result.stdout, result.stderr):
+        assert "CANARYUSER7" not in text and "CANARY-dry-pw-3c" not in text
 
 
 def test_run_follows_a_rotation_and_keeps_the_mode(

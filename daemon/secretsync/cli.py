@@ -389,8 +389,15 @@ def _print_plan(planned: Sequence[PlannedOutput]) -> int:
             continue
         print(f"{head}: {'would write' if item.would_write else 'unchanged'}")
         for key in item.keys:
-            print(f"  {key}=********")
+            # a value from the config is no secret; anything a secret gave is masked
+            value = item.shown.get(key)
+            print(f"  {_one_line(key)}={'********' if value is None else _one_line(value)}")
     return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: backslashes and unprintable characters as Python escapes."""
+    return "".join(c if c.isprintable() and c != "\\" else ascii(c)[1:-1] for c in text)
 
 
 async def _run(config: Config, config_path: Path, signals: SignalCapture, *, watch: bool) -> int:
