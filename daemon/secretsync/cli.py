@@ -309,7 +309,43 @@ def _check(config: Config, config_path: Path, args: argparse.Namespace) -> int:
         missing = "no AWS region: set aws.region, AWS_REGION or a region in the AWS config file"
         _report(args, "no_region", f"warning: {missing}", level="warning", problem=missing)
     ids = len(config.secret_ids)
-    print(f"{config_path}: ok ({len(config.outputs)} outputs, {ids} secrets)")
+    summary = f"{len(config.outputs)} outputs, {ids} secrets"
+    if args.online:
+        return _check_online(config, config_path, args, summary)
+    print(f"{config_path}: ok ({summary})")
+    return EXIT_OK
+
+
+def _check_online(config: Config, config_path: Path, args: argparse.Namespace, summary: str) -> int:
+    """``check --online``: read-only calls to AWS (see :mod:`secretsync.preflight`)."""
+    from secretsync import logs  # noqa: PLC0415
+    from secretsync.awsenv import resolve_region  # noqa: PLC0415
+    from secretsync.preflight import PreflightError, check_online  # noqa: PLC0415
+
+    # anything logged on the way (the SDK, the redactor) goes to stderr, never stdout
+    logs.configure(args.log_level, "json" if _json_errors(args) else "console")
+    try:
+        report = _asyncio_run(check_online(config, region=resolve_region(config.aws.region)))
+    except PreflightError as exc:
+        _report(args, "check_failed", f"cannot check online: {exc}", error=str(exc))
+        return EXIT_USAGE
+    for problem in report.problems:
+        _report(
+            args,
+            "check_problem",
+            f"online: {problem}",
+            where=problem.where,
+            problem=problem.problem,
+        )
+    if not report.ok:
+        count = len(report.problems)
+        text = f"{config_path}: {count} problem{'s' if count != 1 else ''} found online"
+        _report(args, "check_failed", text, config=str(config_path), problems=count)
+        return EXIT_FAILURE
+    asked = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+    asked += [report.push] if report.push else []
+    regions = ", ".join(report.regions)
+    print(f"{config_path}: ok ({summary}; online in {regions}: {', '.join(asked)})")
     return EXIT_OK
 
 
