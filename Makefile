@@ -95,8 +95,9 @@ lock: | $(BIN)/python
 	  rm -rf "$$dir"; \
 	done
 
+# `make demo PORT=9465` serves the demo's metrics on another port (default 9464)
 demo: $(DEMO_STAMP)
-	$(BIN)/secretsync demo
+	$(BIN)/secretsync demo $(if $(PORT),--port $(PORT))
 
 clean:
 	rm -rf $(VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo

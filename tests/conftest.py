@@ -81,6 +81,8 @@ for _var in (
     "https_proxy",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "SECRETSYNC_LOG_LEVEL",
+    "SECRETSYNC_LOG_FORMAT",
 ):
     os.environ.pop(_var, None)
 
@@ -223,12 +225,22 @@ def start_daemon(tmp_path: Path) -> Iterator[Any]:
         d.close()
 
 
-def run_cli(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout_s: float = 60, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m secretsync ARGS``; ``env`` adds variables to ours (None removes one)."""
+    child_env = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value is None:
+            child_env.pop(name, None)
+        else:
+            child_env[name] = value
     return subprocess.run(
         [sys.executable, "-m", "secretsync", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
+        env=child_env,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ from typing import Any
 import bcrypt
 import pytest
 
+from secretsync import __version__
+from secretsync.cli import build_parser
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
@@ -100,7 +103,9 @@ def test_once_with_a_hostile_secret_writes_the_rest_and_exits_1_without_a_traceb
         assert leak not in result.stderr and leak not in result.stdout
 
 
-def test_once_dry_run_masks_every_value_and_writes_nothing(moto: Moto, tmp_path: Path) -> None:
+def test_once_dry_run_masks_secret_values_shows_static_ones_and_writes_nothing(
+    moto: Moto, tmp_path: Path
+) -> None:
     moto.seed_use_case()
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
@@ -111,9 +116,52 @@ def test_once_dry_run_masks_every_value_and_writes_nothing(moto: Moto, tmp_path:
     assert not out.exists()
     assert f"{out / 'client.properties'} (properties, mode 0600): would write" in result.stdout
     assert "  sasl.jaas.config=********" in result.stdout
-    assert "  security.protocol=********" in result.stdout
-    for value in [*kafka_secret().values(), *sr_secret().values(), "SASL_SSL"]:
+    assert "  bootstrap.servers=********" in result.stdout
+    # static properties are in the config file, not secrets: shown as they will be written
+    assert "  security.protocol=SASL_SSL" in result.stdout
+    assert "  sasl.mechanism=PLAIN" in result.stdout
+    for value in [*kafka_secret().values(), *sr_secret().values()]:
         assert value not in result.stdout + result.stderr
+
+
+def test_dry_run_shows_what_sasl_and_basic_auth_fix_and_masks_the_credentials(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.create("team/api-key", {"apiKey": "CANARYUSER7", "apiSecret": "CANARY-dry-pw-3c"})
+    out = tmp_path / "out"
+    data = example_config(out, moto.url)
+    data["outputs"] = [
+        {
+            "path": str(out / "a.properties"),
+            "secrets": [{"id": "team/api-key", "keys": []}],
+            "sasl": {
+                "mechanism": "SCRAM-SHA-512",
+                "secret": "team/api-key",
+                "username_key": "apiKey",
+                "password_key": "apiSecret",
+            },
+            "static": {"note": "line one\nline two"},
+        },
+        {
+            "path": str(out / "b.env"),
+            "format": "env",
+            "secrets": [{"id": "team/api-key", "keys": []}],
+            "basic_auth": {"secret": "team/api-key"},
+        },
+    ]
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+
+    result = run_cli("once", "--dry-run", "-c", str(cfg))
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "  sasl.jaas.config=********" in lines
+    assert "  sasl.mechanism=SCRAM-SHA-512" in lines
+    assert "  note=line one\\nline two" in lines  # one line per key, whatever the value holds
+    assert "  basic.auth.user.info=********" in lines
+    assert "  basic.auth.credentials.source=USER_INFO" in lines
+    for text in (result.stdout, result.stderr):
+        assert "CANARYUSER7" not in text and "CANARY-dry-pw-3c" not in text
 
 
 def test_run_follows_a_rotation_and_keeps_the_mode(
@@ -302,3 +350,155 @@ def test_health_and_status_against_a_daemon_with_tls_client_certs_and_basic_auth
     daemon.stop()
     log = daemon.log_path.read_text()
     assert password not in log and CANARY_PASSWORD not in log
+
+
+# --- version, environment, help ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version(flag: str) -> None:
+    result = run_cli(flag)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"secretsync {__version__}\n"
+
+
+def test_log_level_and_format_from_the_environment(moto: Moto, tmp_path: Path) -> None:
+    moto.seed_use_case()
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(tmp_path / "out", moto.url))
+
+    quiet = run_cli("once", "-c", str(cfg), env={"SECRETSYNC_LOG_LEVEL": "warning"})
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""  # the first pass writes: its poll_cycle is info, filtered
+
+    (tmp_path / "out" / "client.properties").unlink()  # so the next pass writes again
+    console = run_cli("once", "-c", str(cfg), env={"SECRETSYNC_LOG_FORMAT": "console"})
+    assert "poll_cycle" in console.stderr and not console.stderr.startswith("{")
+
+
+def test_flags_win_over_the_environment(moto: Moto, tmp_path: Path) -> None:
+    moto.seed_use_case()
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(tmp_path / "out", moto.url))
+    env: dict[str, str | None] = {
+        "SECRETSYNC_LOG_LEVEL": "error",
+        "SECRETSYNC_LOG_FORMAT": "console",
+    }
+
+    result = run_cli("once", "-c", str(cfg), "--log-level", "info", "--log-format", "json", env=env)
+
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert "poll_cycle" in [e["event"] for e in events]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("SECRETSYNC_LOG_LEVEL", "loud", "debug, info, warning, error"),
+        ("SECRETSYNC_LOG_FORMAT", "xml", "auto, json, console"),
+    ],
+)
+def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(
+    tmp_path: Path, name: str, value: str, allowed: str
+) -> None:
+    result = run_cli("check", "-c", str(REPO / "sync.yaml.example"), env={name: value})
+    assert result.returncode == 2
+    assert name in result.stderr and allowed in result.stderr and repr(value) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_every_subcommand_help_has_a_description_and_an_example(command: str) -> None:
+    result = run_cli(command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    usage, _, rest = text.partition("\n\n")
+    assert usage.startswith(f"usage: secretsync {command}")
+    description = rest.split("\n\n", 1)[0]
+    assert len(description.split()) >= 8, text  # a sentence, not just the options
+    # the example keeps its lines as written (RawDescriptionHelpFormatter)
+    example = text.split("example", 1)[1] if "example" in text else text.split("Example", 1)[1]
+    assert f"\n  secretsync {command}" in example, text
+
+
+def test_compound_durations_on_the_command_line() -> None:
+    args = build_parser().parse_args(["demo", "--rotate-every", "1m30s"])
+    assert args.rotate_every == 90
+
+    result = run_cli("demo", "--rotate-every", "30s1m")
+
+    assert result.returncode == 2
+    assert "--rotate-every" in result.stderr and '"1m30s"' in result.stderr
+
+
+# --- fatal errors follow --log-format ------------------------------------------------------
+
+
+def one_json_line(stderr: str) -> dict[str, Any]:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    event: dict[str, Any] = json.loads(lines[0])
+    return event
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("once", "--log-format", "json"),
+        ("run", "--log-format", "json"),
+        ("check", "--log-format", "json"),
+        ("once",),  # auto: stderr is not a terminal, so the logs (and this error) are JSON
+    ],
+    ids=["once-json", "run-json", "check-json", "once-auto"],
+)
+def test_a_config_error_is_a_json_log_line_under_json_logs(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text("outputs: [{path: /o/a, mode: '0666', secrets: [{id: s}]}]\n")
+
+    result = run_cli(*args, "-c", str(cfg))
+
+    assert result.returncode == 2
+    event = one_json_line(result.stderr)
+    assert event["event"] == "config_error" and event["level"] == "error"
+    assert "outputs[0].mode" in event["error"] and "world-writable" in event["error"]
+    assert event["config"] == str(cfg)
+    assert result.stdout == ""
+
+
+def test_a_config_error_from_the_environment_format_is_json(tmp_path: Path) -> None:
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text("outputz: []\n")
+    result = run_cli("check", "-c", str(cfg), env={"SECRETSYNC_LOG_FORMAT": "json"})
+    assert result.returncode == 2
+    assert one_json_line(result.stderr)["event"] == "config_error"
+
+
+def test_a_config_error_under_console_logs_stays_plain_text(tmp_path: Path) -> None:
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text("outputz: []\n")
+    result = run_cli("once", "-c", str(cfg), "--log-format", "console")
+    assert result.returncode == 2
+    assert result.stderr.startswith("secretsync: config error: ")
+
+
+def test_a_startup_error_is_a_json_log_line_under_json_logs(moto: Moto, tmp_path: Path) -> None:
+    moto.seed_use_case()
+    data = example_config(tmp_path / "out", moto.url)
+    data["aws"] = {"endpoint_url": moto.url}  # and no region anywhere
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    no_region: dict[str, str | None] = {"AWS_REGION": None, "AWS_DEFAULT_REGION": None}
+
+    result = run_cli("once", "--log-format", "json", "-c", str(cfg), env=no_region)
+
+    assert result.returncode == 2
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    failed = [e for e in events if e["event"] == "startup_failed"]
+    assert len(failed) == 1 and failed[0]["level"] == "error", result.stderr
+    assert "NoRegion" in failed[0]["error"]

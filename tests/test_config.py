@@ -600,3 +600,183 @@ def test_an_empty_file_says_so(tmp_path: Path) -> None:
     cfg.write_text("# nothing yet\n")
     with pytest.raises(ConfigError, match="the file is empty"):
         load_config(cfg)
+
+
+# --- `~` is never expanded: refused, naming the field --------------------------------------
+
+
+@pytest.mark.parametrize("value", ["~/client.properties", "~", "~kafka/client.properties"])
+@pytest.mark.parametrize("field", ["path", "pidfile", "state_dir"])
+def test_a_path_starting_with_a_tilde_is_refused_not_written_under_a_tilde_directory(
+    tmp_path: Path, field: str, value: str
+) -> None:
+    out: dict[str, Any] = {"path": "out/a.properties", "secrets": [{"id": "s"}]}
+    data: dict[str, Any] = {"outputs": [out]}
+    if field == "path":
+        out["path"] = value if value != "~" else "~/a"
+    elif field == "pidfile":
+        data["notify"] = {"app": {"pidfile": value if value != "~" else "~/a.pid"}}
+        out["notify"] = ["app"]
+    else:
+        data["state_dir"] = value
+    where = {"path": "outputs[0].path", "pidfile": "notify.app.pidfile", "state_dir": "state_dir"}
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, base_dir=tmp_path)
+
+    message = str(info.value)
+    assert message.startswith(f"{where[field]}: "), message
+    assert "`~` is not expanded" in message and "absolute path" in message
+    assert not (tmp_path / "~").exists()
+
+
+def test_check_refuses_a_tilde_output_path_with_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text("outputs: [{path: ~/client.properties, secrets: [{id: s}]}]\n")
+
+    result = run_cli("check", "-c", str(cfg))
+
+    assert result.returncode == 2
+    assert "outputs[0].path: `~` is not expanded" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["a~b/x.properties", "/o/~/x.properties", "/o/x~"])
+def test_a_tilde_after_the_start_is_an_ordinary_character(tmp_path: Path, value: str) -> None:
+    out = {"path": value, "secrets": [{"id": "s"}]}
+    path = parse_config({"outputs": [out]}, base_dir=tmp_path).outputs[0].path
+    assert path.name == Path(value).name and "~" in str(path)
+
+
+# --- compound durations -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1m30s", 90),
+        ("1h30m", 5400),
+        ("1h0m5s", 3605),
+        ("2m500ms", 120.5),
+        ("1h30m15s250ms", 5415.25),
+        ("1.5m30s", 120),
+        (" 1m30s ", 90),
+        ("1h 30m", 5400),
+    ],
+)
+def test_compound_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["30s1m", "1m1m", "1m30", "30 1m", "1m-30s", "m30s", "1h30m1h"])
+def test_bad_compound_durations_name_the_accepted_forms(bad: str) -> None:
+    with pytest.raises(ValueError, match=r'"1m30s"'):
+        parse_duration(bad)
+
+
+def test_compound_durations_in_the_config() -> None:
+    data = {
+        "poll": {"interval": "1m30s"},
+        "settle": "1m30s",
+        "settle_max": "1h30m",
+        "outputs": [OUT],
+    }
+    config = parse_config(data)
+    assert (config.poll.interval_s, config.settle_s, config.settle_max_s) == (90, 90, 5400)
+
+
+# --- every duplicate is named --------------------------------------------------------------
+
+
+DUPLICATES = [
+    (
+        "a key listed twice in keys",
+        {"outputs": [{**OUT, "secrets": [{"id": "s", "keys": ["a", "user.name", "user.name"]}]}]},
+        ["outputs[0].secrets[0].keys", "'user.name'"],
+    ),
+    (
+        "two secret keys mapped to one output key",
+        {"outputs": [{**OUT, "secrets": [{"id": "s", "keys": {"u1": "user", "u2": "user"}}]}]},
+        ["outputs[0].secrets[0].keys", "'u1'", "'u2'", "'user'"],
+    ),
+    (
+        "two outputs one path",
+        {"outputs": [OUT, {**OUT, "secrets": [{"id": "t"}]}]},
+        ["outputs[1].path", "outputs[0].path", "/tmp/x/a.properties"],
+    ),
+    (
+        "a key from two secrets",
+        {"outputs": [{**OUT, "secrets": [{"id": "s", "keys": ["k"]}, {"id": "t", "as": "k"}]}]},
+        ["outputs[0]", "key 'k'", "secret 's'", "secret 't'"],
+    ),
+    (
+        "a key from static and a secret",
+        {"outputs": [{**OUT, "static": {"k": "v"}, "secrets": [{"id": "s", "keys": ["k"]}]}]},
+        ["outputs[0]", "key 'k'", "static", "secret 's'"],
+    ),
+    (
+        "a derived key also given by static",
+        {
+            "outputs": [
+                {
+                    **OUT,
+                    "static": {"sasl.jaas.config": "x"},
+                    "secrets": [{"id": "s", "keys": []}],
+                    "sasl": {"mechanism": "PLAIN", "secret": "s"},
+                }
+            ]
+        },
+        ["outputs[0]", "key 'sasl.jaas.config'", "static", "sasl"],
+    ),
+    (
+        "username_key and password_key the same",
+        {
+            "outputs": [
+                {
+                    **OUT,
+                    "secrets": [{"id": "s", "keys": []}],
+                    "basic_auth": {"secret": "s", "username_key": "k", "password_key": "k"},
+                }
+            ]
+        },
+        ["outputs[0].basic_auth", "'k'"],
+    ),
+    (
+        "failover region equal to the region",
+        {"aws": {"region": "us-east-1", "failover_region": "us-east-1"}, "outputs": [OUT]},
+        ["aws", "failover_region", "us-east-1"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "named"), DUPLICATES, ids=[d[0] for d in DUPLICATES])
+def test_every_duplicate_is_named(name: str, data: dict[str, Any], named: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    message = str(info.value)
+    for word in named:
+        assert word in message, (name, message)
+
+
+def test_a_yaml_key_given_twice_is_named_with_both_lines(tmp_path: Path) -> None:
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text(
+        "outputs:\n  - path: /o/a\n    secrets: [{id: s}]\n"
+        "    static:\n      security.protocol: SSL\n      security.protocol: SASL_SSL\n"
+    )
+    with pytest.raises(ConfigError, match=r"'security\.protocol' appears twice .* line 5.* line 6"):
+        load_config(cfg)
+
+
+def test_two_outputs_one_file_through_a_symlink_are_named(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text(
+        "outputs:\n  - {path: real/a.properties, secrets: [{id: s}]}\n"
+        "  - {path: link/a.properties, secrets: [{id: t}]}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    message = str(info.value)
+    assert "outputs[1].path" in message and "outputs[0].path" in message
+    assert str(tmp_path / "real" / "a.properties") in message

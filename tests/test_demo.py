@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from secretsync.demo import Demo, run_demo, shown
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 from tests.support.demorun import STOPPED, TIMELINE_RE, demo_argv, demo_env, running_demo
 from tests.support.terminal import Terminal
 from tests.support.wait import wait_until
@@ -235,3 +235,38 @@ def test_demo_without_moto_says_how_to_install_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "pip install 'secretsync-sidecar[demo]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_make_demo_passes_port_through(tmp_path: Path) -> None:
+    # `make demo PORT=N` runs the demo on port N: with N taken, the demo names N and exits 2
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    script = venv / "bin" / "secretsync"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m secretsync "$@"\n')
+    script.chmod(0o755)
+    (venv / ".installed-demo").touch()  # newer than pyproject.toml: nothing to install
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        make = ["make", "--no-print-directory", "-C", str(REPO), "demo", f"PORT={port}"]
+        # its own session: if PORT were ignored, the demo would run; stop all of it then
+        proc = subprocess.Popen(
+            [*make, f"VENV={venv}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=demo_env(),
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            stdout, stderr = proc.communicate(timeout=30)
+            pytest.fail(f"the demo did not refuse the taken port {port}: {stdout}{stderr}")
+
+    assert proc.returncode != 0
+    assert f"port {port} is in use" in stderr, stdout + stderr
+    assert "make demo PORT=" in stderr

@@ -599,9 +599,11 @@ def test_run_exits_2_with_one_line_when_the_metrics_port_is_taken(
         result = run_cli("run", "-c", str(cfg), "--log-format", "json")
 
     assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("secretsync:")]
+    # under JSON logs the refusal is one JSON log line like the rest
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    errors = [e["error"] for e in events if e["event"] == "startup_failed"]
     assert errors == [
-        f"secretsync: metrics.listen 127.0.0.1:{port}: cannot listen: "
+        f"metrics.listen 127.0.0.1:{port}: cannot listen: "
         "address already in use (another secretsync or another program?)"
     ]
     assert "Traceback" not in result.stderr

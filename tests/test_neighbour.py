@@ -236,6 +236,13 @@ def plant(where: Path, kind: str) -> None:
         raise AssertionError(kind)
 
 
+def startup_error(stderr: str) -> str:
+    """The text of the start-up refusal: the last line, a JSON log line (the logs are JSON)."""
+    event = json.loads(stderr.strip().splitlines()[-1])
+    assert event["event"] == "startup_failed" and event["exit_code"] == 2, event
+    return str(event["error"])
+
+
 @pytest.mark.parametrize("kind", ["directory", "fifo", "symlink"])
 def test_a_lock_that_is_not_a_regular_file_refuses_the_start(
     moto: Moto, tmp_path: Path, kind: str
@@ -249,8 +256,8 @@ def test_a_lock_that_is_not_a_regular_file_refuses_the_start(
 
     result = once(cfg)
     assert result.returncode == 2, result.stderr[-2000:]
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("secretsync: ") and str(lock) in message
+    message = startup_error(result.stderr)
+    assert str(lock) in message
     assert f"is a {kind}, not a regular file" in message
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
     assert os.path.lexists(lock)  # reported, never removed
@@ -381,8 +388,8 @@ def test_more_outputs_than_the_open_files_limit_allows_is_a_clear_refusal(
         check=False,
     )
     assert result.returncode == 2, result.stderr[-2000:]
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("secretsync: 1100 outputs need about 1356 open files")
+    message = startup_error(result.stderr)
+    assert message.startswith("1100 outputs need about 1356 open files")
     assert "open-files limit (RLIMIT_NOFILE) is 1024" in message
     assert not out.exists() or list(out.iterdir()) == []
 

@@ -313,12 +313,17 @@ async def test_summary_line_per_cycle(
     r = make_rig(make_config(tmp_path), seeded_store())
     await r.syncer.cycle()
     await r.syncer.cycle()
+    r.store.fail(None, NOT_FOUND)
+    await r.syncer.cycle()
     lines = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
     summaries = [e for e in lines if e["event"] == "poll_cycle"]
     assert [
         (s["secrets_checked"], s["secrets_changed"], s["files_written"]) for s in summaries
-    ] == [(2, 2, 3), (2, 0, 0)]
+    ] == [(2, 2, 3), (2, 0, 0), (2, 0, 0)]
+    # info only when something changed or failed: an unchanged poll is a debug line
+    assert [s["level"] for s in summaries] == ["info", "debug", "info"]
+    assert summaries[2]["errors"] > 0
     assert all({"errors", "duration_s", "timestamp", "level"} <= s.keys() for s in summaries)
-    assert repr(r.syncer) == "Syncer(outputs=3, secrets=2, cycles=2, writes=3)"
+    assert repr(r.syncer) == "Syncer(outputs=3, secrets=2, cycles=3, writes=3)"
     text = log_buffer.getvalue()
     assert CANARY_PASSWORD not in text and CANARY_SR_SECRET not in text

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +28,65 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
+LOG_FORMATS = ("auto", "json", "console")
+# option → (environment variable, allowed values, default); the option wins over the variable
+LOG_ENV = {
+    "log_level": ("SECRETSYNC_LOG_LEVEL", LOG_LEVELS, "info"),
+    "log_format": ("SECRETSYNC_LOG_FORMAT", LOG_FORMATS, "auto"),
+}
+LOGGING_COMMANDS = ("run", "once")  # the commands whose work is logged (the others print)
+
+# Each subcommand's --help: what it does, then examples (kept as written).
+HELP: dict[str, tuple[str, str]] = {
+    "run": (
+        "Run the daemon: poll Secrets Manager, rewrite each output when its secrets "
+        "change, notify the targets, serve /metrics /healthz /readyz /status, repair "
+        "tampered outputs and reload the config when it changes (or on SIGHUP). Stops "
+        "on SIGTERM/SIGINT within shutdown_timeout.",
+        "examples:\n"
+        "  secretsync run -c /etc/secretsync/sync.yaml\n"
+        "  SECRETSYNC_LOG_LEVEL=debug secretsync run --no-watch",
+    ),
+    "once": (
+        "Sync every output once, deliver the notifications, then exit: 0 when every "
+        "output is current, 1 when one could not be synced. For init containers and "
+        "cron. --dry-run fetches and renders but writes nothing: it lists each output's "
+        "keys, with the values of static properties shown and every value that came "
+        "from a secret masked.",
+        "examples:\n  secretsync once -c sync.yaml\n  secretsync once -c sync.yaml --dry-run",
+    ),
+    "check": (
+        "Validate the config and exit: 0 when it is valid, 2 (naming each field) when "
+        "not. Without --online nothing leaves the machine. With --online it also asks "
+        "AWS, read-only, whether every secret exists, has an AWSCURRENT version and "
+        "holds every key the config needs, and whether the credentials may call what "
+        "the config needs (the push queue or topic included); each problem is named, "
+        "never a value, and the exit code is 1.",
+        "examples:\n  secretsync check -c sync.yaml\n  secretsync check -c sync.yaml --online",
+    ),
+    "health": (
+        "Exit 0 when a running daemon's /healthz answers 200, else 1: a container "
+        "HEALTHCHECK or a liveness probe. The URL comes from the config's "
+        "metrics.listen unless --url is given.",
+        "examples:\n  secretsync health\n  secretsync health --url http://127.0.0.1:9464/healthz",
+    ),
+    "status": (
+        "Ask a running daemon for /status and print its outputs (current, applied, "
+        "when written), secrets (version held) and targets (last outcome); exit 0 "
+        "when every output is current and applied. Never shows a value.",
+        "examples:\n"
+        "  secretsync status -c /etc/secretsync/sync.yaml\n"
+        "  secretsync status --url http://127.0.0.1:9464/status --json",
+    ),
+    "demo": (
+        "The whole loop on this machine with no AWS account: an embedded local "
+        "Secrets Manager with rotating sample secrets, the daemon, and a stand-in app "
+        "that reloads on SIGHUP. Ctrl-C stops everything it started.",
+        "examples:\n"
+        "  secretsync demo\n"
+        "  secretsync demo --rotate-every 1m30s --port 9465   (make demo PORT=9465)",
+    ),
+}
 
 
 def _default_config() -> str:
@@ -34,18 +94,15 @@ def _default_config() -> str:
 
 
 def _positive_duration(text: str) -> float:
-    """argparse type: a duration > 0 (``15s``, ``1m``, …)."""
-    from secretsync.config_types import parse_duration  # noqa: PLC0415
+    """argparse type: a duration > 0 (``15s``, ``1m``, ``1m30s``, …)."""
+    from secretsync.config_types import DURATION_HELP, parse_duration  # noqa: PLC0415
 
     try:
         value = parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(
-            'must be more than 0; expected a duration such as "500ms", "30s", "5m", "1h" '
-            "or a number of seconds"
-        )
+        raise argparse.ArgumentTypeError(f"must be more than 0; expected {DURATION_HELP}")
     return value
 
 
@@ -56,13 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         choices=LOG_LEVELS,
         default=argparse.SUPPRESS,
-        help="minimum level to log (default: info)",
+        help="minimum level to log (default: $SECRETSYNC_LOG_LEVEL, else info)",
     )
     common.add_argument(
         "--log-format",
-        choices=("auto", "json", "console"),
+        choices=LOG_FORMATS,
         default=argparse.SUPPRESS,
-        help="auto: console on a TTY, JSON lines otherwise (default: auto)",
+        help="auto: console on a TTY, JSON lines otherwise; under json every fatal error "
+        "is a JSON log line too (default: $SECRETSYNC_LOG_FORMAT, else auto)",
     )
     with_config = argparse.ArgumentParser(add_help=False)
     with_config.add_argument(
@@ -77,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep Java client.properties files in step with AWS Secrets Manager.",
         parents=[common],
     )
-    parser.add_argument("--version", action="version", version=f"secretsync {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=f"secretsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common, with_config], help="run the daemon")
@@ -91,11 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
         "once", parents=[common, with_config], help="sync every output once, then exit"
     )
     once.add_argument(
-        "--dry-run", action="store_true", help="show what would be written, values masked"
+        "--dry-run",
+        action="store_true",
+        help="show what would be written: static values shown, secret values masked",
     )
     once.add_argument("--no-notify", action="store_true", help="do not tell dependent processes")
 
-    sub.add_parser("check", parents=[common, with_config], help="validate the config and exit")
+    check = sub.add_parser(
+        "check", parents=[common, with_config], help="validate the config and exit"
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also check with AWS, read-only, that every secret, key and permission the "
+        "config needs is there (exit 1 naming each problem)",
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -148,16 +216,68 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", help="status URL (default: from the config's metrics.listen, else port 9464)"
     )
     status.add_argument("--json", action="store_true", help="print the JSON document as it is")
+    _describe(sub)
     return parser
+
+
+def _describe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Give each subcommand its description and examples (:data:`HELP`), laid out as written."""
+    for name, parser in sub.choices.items():
+        description, epilog = HELP.get(name, ("", None))
+        # raw, so the examples keep their lines; the description is wrapped here instead
+        parser.description = textwrap.fill(description, 79) or None
+        parser.epilog = epilog
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _log_options(args: argparse.Namespace) -> str | None:
+    """Set ``args.log_level`` / ``args.log_format``: the option, else its environment
+    variable, else the default. Returns a problem for a variable set to something else."""
+    for option, (variable, allowed, default) in LOG_ENV.items():
+        if getattr(args, option, None) is not None:
+            continue
+        value = os.environ.get(variable, "").strip().lower() or default
+        if value not in allowed:
+            shown = os.environ[variable][:40]
+            return f"{variable}={shown!r} is not allowed; allowed: {', '.join(allowed)}"
+        setattr(args, option, value)
+    return None
+
+
+def _json_errors(args: argparse.Namespace) -> bool:
+    """True when fatal errors are to be JSON log lines: the logs are JSON (``run`` and
+    ``once`` under ``auto`` with stderr not a terminal), or JSON was asked for."""
+    if args.log_format == "auto" and args.command in LOGGING_COMMANDS:
+        return not sys.stderr.isatty()
+    return bool(args.log_format == "json")
+
+
+def _report(
+    args: argparse.Namespace, event: str, text: str, *, level: str = "error", **fields: object
+) -> None:
+    """Report a problem (an error that ends the command, or a warning): one JSON log
+    line ``event`` (with ``fields``) under JSON logs, else ``secretsync: TEXT`` on stderr."""
+    if not _json_errors(args):
+        print(f"secretsync: {text}", file=sys.stderr)
+        return
+    from secretsync import logs  # noqa: PLC0415
+
+    if args.command not in LOGGING_COMMANDS:  # run and once configured it already
+        logs.configure(args.log_level, "json")
+    getattr(logs.get_logger(), level)(event, **fields)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``secretsync`` console script and ``python -m secretsync``."""
     args = build_parser().parse_args(argv)
-    if args.command in ("run", "once"):
+    problem = _log_options(args)
+    if problem is not None:
+        print(f"secretsync: {problem}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    if args.command in LOGGING_COMMANDS:
         from secretsync import logs  # noqa: PLC0415 (check, health and demo print, not log)
 
-        logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "auto"))
+        logs.configure(args.log_level, args.log_format)
         from secretsync.signals import capture_signals  # noqa: PLC0415
 
         # before any config read or network call: SIGHUP must never kill us
@@ -188,10 +308,12 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        print(f"secretsync: config error: {exc}", file=sys.stderr)
+        _report(
+            args, "config_error", f"config error: {exc}", config=str(config_path), error=str(exc)
+        )
         return EXIT_USAGE
     if args.command == "check":
-        return _check(config, config_path)
+        return _check(config, config_path, args)
     assert signals is not None
     from secretsync.startup import StartupError  # noqa: PLC0415
 
@@ -202,21 +324,54 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
             return _asyncio_run(_once(config, signals, notify=not args.no_notify))
         return _asyncio_run(_run(config, config_path, signals, watch=not args.no_watch))
     except StartupError as exc:
-        print(f"secretsync: {exc}", file=sys.stderr)
+        _report(args, "startup_failed", str(exc), error=str(exc), exit_code=exc.exit_code)
         return exc.exit_code
 
 
-def _check(config: Config, config_path: Path) -> int:
+def _check(config: Config, config_path: Path, args: argparse.Namespace) -> int:
     from secretsync.awsenv import resolve_region  # noqa: PLC0415
 
     if resolve_region(config.aws.region) is None:
-        print(
-            "secretsync: warning: no AWS region: set aws.region, AWS_REGION or a region in the "
-            "AWS config file",
-            file=sys.stderr,
-        )
+        missing = "no AWS region: set aws.region, AWS_REGION or a region in the AWS config file"
+        _report(args, "no_region", f"warning: {missing}", level="warning", problem=missing)
     ids = len(config.secret_ids)
-    print(f"{config_path}: ok ({len(config.outputs)} outputs, {ids} secrets)")
+    summary = f"{len(config.outputs)} outputs, {ids} secrets"
+    if args.online:
+        return _check_online(config, config_path, args, summary)
+    print(f"{config_path}: ok ({summary})")
+    return EXIT_OK
+
+
+def _check_online(config: Config, config_path: Path, args: argparse.Namespace, summary: str) -> int:
+    """``check --online``: read-only calls to AWS (see :mod:`secretsync.preflight`)."""
+    from secretsync import logs  # noqa: PLC0415
+    from secretsync.awsenv import resolve_region  # noqa: PLC0415
+    from secretsync.preflight import PreflightError, check_online  # noqa: PLC0415
+
+    # anything logged on the way (the SDK, the redactor) goes to stderr, never stdout
+    logs.configure(args.log_level, "json" if _json_errors(args) else "console")
+    try:
+        report = _asyncio_run(check_online(config, region=resolve_region(config.aws.region)))
+    except PreflightError as exc:
+        _report(args, "check_failed", f"cannot check online: {exc}", error=str(exc))
+        return EXIT_USAGE
+    for problem in report.problems:
+        _report(
+            args,
+            "check_problem",
+            f"online: {problem}",
+            where=problem.where,
+            problem=problem.problem,
+        )
+    if not report.ok:
+        count = len(report.problems)
+        text = f"{config_path}: {count} problem{'s' if count != 1 else ''} found online"
+        _report(args, "check_failed", text, config=str(config_path), problems=count)
+        return EXIT_FAILURE
+    asked = ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"]
+    asked += [report.push] if report.push else []
+    regions = ", ".join(report.regions)
+    print(f"{config_path}: ok ({summary}; online in {regions}: {', '.join(asked)})")
     return EXIT_OK
 
 
@@ -335,8 +490,15 @@ def _print_plan(planned: Sequence[PlannedOutput]) -> int:
             continue
         print(f"{head}: {'would write' if item.would_write else 'unchanged'}")
         for key in item.keys:
-            print(f"  {key}=********")
+            # a value from the config is no secret; anything a secret gave is masked
+            value = item.shown.get(key)
+            print(f"  {_one_line(key)}={'********' if value is None else _one_line(value)}")
     return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: backslashes and unprintable characters as Python escapes."""
+    return "".join(c if c.isprintable() and c != "\\" else ascii(c)[1:-1] for c in text)
 
 
 async def _run(config: Config, config_path: Path, signals: SignalCapture, *, watch: bool) -> int:

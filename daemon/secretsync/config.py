@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -69,6 +70,16 @@ __all__ = [
 ]
 
 
+def _names(names: Iterable[str], last: str = " and ") -> str:
+    """Up to five names for a message (each cut short), then how many more."""
+    names = list(names)
+    shown = [brief(name) for name in names[:5]]
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    if len(shown) > 1 and not more:
+        return ", ".join(shown[:-1]) + last + shown[-1]
+    return ", ".join(shown) + more
+
+
 class SecretRef(FrozenModel):
     """One secret feeding an output.
 
@@ -82,14 +93,35 @@ class SecretRef(FrozenModel):
     keys: list[str] | dict[str, str] | None = None
     as_key: str | None = Field(default=None, alias="as", min_length=1)
 
+    @field_validator("keys")
+    @classmethod
+    def _distinct(
+        cls, keys: list[str] | dict[str, str] | None
+    ) -> list[str] | dict[str, str] | None:
+        if isinstance(keys, list):
+            twice = [key for key, n in Counter(keys).items() if n > 1]
+            if twice:
+                raise ValueError(f"lists {_names(twice)} more than once; name each key once")
+        elif isinstance(keys, dict):
+            sources: dict[str, list[str]] = {}
+            for secret_key, output_key in keys.items():
+                sources.setdefault(output_key, []).append(secret_key)
+            clashes = [
+                f"{_names(names)} to {brief(out)}"
+                for out, names in sources.items()
+                if len(names) > 1
+            ]
+            if clashes:
+                raise ValueError(
+                    f"maps {'; '.join(clashes[:3])}{'; …' if len(clashes) > 3 else ''}; "
+                    "each output key must come from one secret key"
+                )
+        return keys
+
     @model_validator(mode="after")
     def _exclusive(self) -> SecretRef:
         if self.as_key is not None and self.keys is not None:
             raise ValueError("use either `keys` (JSON secret) or `as` (plain string), not both")
-        if isinstance(self.keys, list) and len(set(self.keys)) != len(self.keys):
-            raise ValueError("`keys` lists a key twice")
-        if isinstance(self.keys, dict) and len(set(self.keys.values())) != len(self.keys):
-            raise ValueError("`keys` maps two secret keys to one output key")
         return self
 
     def output_keys(self) -> set[str] | None:

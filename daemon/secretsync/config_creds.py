@@ -74,6 +74,11 @@ class _Credentials(FrozenModel):
         """The keys this section writes (fixed: known when the config is read)."""
         raise NotImplementedError
 
+    def config_values(self) -> dict[str, str]:
+        """The keys this section writes whose values come from the config, not the secret
+        (not secret: the dry run shows them)."""
+        raise NotImplementedError
+
 
 class SaslConfig(_Credentials):
     """``sasl``: writes ``sasl.jaas.config`` and ``sasl.mechanism``.
@@ -96,6 +101,9 @@ class SaslConfig(_Credentials):
     def output_keys(self) -> tuple[str, ...]:
         return (JAAS_KEY, MECHANISM_KEY)
 
+    def config_values(self) -> dict[str, str]:
+        return {MECHANISM_KEY: self.mechanism}
+
 
 class BasicAuthConfig(_Credentials):
     """``basic_auth``: writes ``basic.auth.user.info`` (``user:password``) and
@@ -106,6 +114,9 @@ class BasicAuthConfig(_Credentials):
 
     def output_keys(self) -> tuple[str, ...]:
         return (USER_INFO_KEY, CREDENTIALS_SOURCE_KEY)
+
+    def config_values(self) -> dict[str, str]:
+        return {CREDENTIALS_SOURCE_KEY: "USER_INFO"}
 
 
 Credentials = SaslConfig | BasicAuthConfig

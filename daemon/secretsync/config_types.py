@@ -17,28 +17,57 @@ from pydantic import BeforeValidator, ValidationInfo
 
 from secretsync.config_errors import brief
 
-_DURATION_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$", re.ASCII)
-_DURATION_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_DURATION_HELP = 'a duration such as "500ms", "30s", "5m", "1h" or a number of seconds'
+# one or more parts, each a number and a unit, the units from the largest down, each once
+# ("1h30m", "2m500ms"); a bare number (seconds) stands alone
+_DURATION_NUMBER_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*$", re.ASCII)
+_DURATION_PART_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|h|m|s)", re.ASCII)
+_DURATION_UNITS_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION_ORDER = list(_DURATION_UNITS_S)
+DURATION_HELP = (
+    'a duration such as "500ms", "30s", "5m", "1h", "1m30s" or a number of seconds '
+    "(compound: units from h down to ms, each once)"
+)
+
+
+def _compound_seconds(text: str) -> float | None:
+    """Seconds for ``"1h30m"``-style text, or None when it is not one."""
+    seconds, pos, last = 0.0, 0, -1
+    end = len(text.rstrip())
+    while pos < end:
+        match = _DURATION_PART_RE.match(text, pos)
+        if match is None:
+            return None
+        rank = _DURATION_ORDER.index(match.group(2))
+        if rank <= last:  # out of order ("30s1m") or twice ("1m1m")
+            return None
+        seconds += float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+        pos, last = match.end(), rank
+    return seconds if last >= 0 else None
 
 
 def parse_duration(value: object) -> float:
-    """Return seconds for ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"`` or a plain number.
+    """Return seconds for ``"500ms"``, ``"30s"``, ``"5m"``, ``"1h"``, ``"1m30s"`` or a number.
 
-    Negative values, booleans and any other unit are rejected with a ValueError
-    whose text lists the accepted forms.
+    Compound durations list their units from the largest down, each once
+    (``"1h30m"``, ``"2m500ms"``; spaces between parts are allowed). Negative
+    values, booleans, another unit, a unit out of order or twice (``"30s1m"``,
+    ``"1m1m"``) and a trailing bare number (``"1m30"``) are rejected with a
+    ValueError whose text lists the accepted forms.
     """
     if isinstance(value, bool):
-        raise ValueError(f"expected {_DURATION_HELP}")
+        raise ValueError(f"expected {DURATION_HELP}")
     if isinstance(value, int | float):
         if value < 0:
-            raise ValueError(f"must not be negative; expected {_DURATION_HELP}")
+            raise ValueError(f"must not be negative; expected {DURATION_HELP}")
         return float(value)
-    if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if match:
-            return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
-    raise ValueError(f"expected {_DURATION_HELP}, got {brief(value)}")
+    if isinstance(value, str) and len(value) <= 100:  # a real duration is a few characters
+        number = _DURATION_NUMBER_RE.match(value)
+        if number:
+            return float(number.group(1))
+        seconds = _compound_seconds(value)
+        if seconds is not None:
+            return seconds
+    raise ValueError(f"expected {DURATION_HELP}, got {brief(value)}")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -153,7 +182,18 @@ def file_path(value: object, info: ValidationInfo) -> Path:
 
 
 def _absolute(value: str, info: ValidationInfo) -> Path:
-    """``value`` made absolute against the ``base_dir`` context, normalised lexically."""
+    """``value`` made absolute against the ``base_dir`` context, normalised lexically.
+
+    A leading ``~`` is refused: it is not expanded (whose home: the daemon's user,
+    under systemd or in a container, is rarely the one who wrote the config), and
+    taken literally it would be a directory named ``~`` beside the config file.
+    """
+    if value.startswith("~"):
+        raise ValueError(
+            f"`~` is not expanded (whose home it is depends on who runs the daemon), got "
+            f"{brief(value)}; write the absolute path (such as /home/app/client.properties) "
+            "or a path relative to the config file's directory (./~/… means a directory named ~)"
+        )
     text = value
     if not os.path.isabs(text):
         base = (info.context or {}).get("base_dir")

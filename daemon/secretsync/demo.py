@@ -237,7 +237,10 @@ class Demo:
     def start(self) -> None:
         """Start emulator, app and daemon, and wait for the first files. Raises DemoError."""
         if not _port_free(self.port):
-            raise DemoError(f"port {self.port} is in use on 127.0.0.1; pick another with --port")
+            raise DemoError(
+                f"port {self.port} is in use on 127.0.0.1; pick another with --port PORT "
+                "(make demo PORT=PORT)"
+            )
         with contextlib.suppress(OSError):  # no current directory: absolute paths
             self._cwd = Path.cwd().resolve()
         self.directory.mkdir(parents=True, exist_ok=True)

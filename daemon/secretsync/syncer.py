@@ -214,7 +214,9 @@ class Syncer:
         self.metrics.poll_duration.observe(report.duration_s)
         self.metrics.ready.set(0 if self.not_ready() else 1)
         self.metrics.fresh.set(0 if self.stale() else 1)
-        self._log.info(
+        # an unchanged poll is routine: a summary at info only when something changed or failed
+        quiet = not (report.secrets_changed or report.files_written or report.errors)
+        (self._log.debug if quiet else self._log.info)(
             "poll_cycle",
             secrets_checked=report.secrets_checked,
             secrets_changed=len(report.secrets_changed),
