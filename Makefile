@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: test lint typecheck pytest demo clean image-test bench lock
+.PHONY: test lint typecheck pytest java-test demo clean image-test bench lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,16 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The Java library (java/): build and unit tests against the newest 3.x client, then against
+# the newest 4.x (the jars the end-to-end tests load come from this last build). Maven fetches
+# what it needs from Maven Central into ~/.m2 once.
+MVN ?= mvn
+MVN_FLAGS ?= -B -q
+java-test:
+	$(MVN) $(MVN_FLAGS) -f java/pom.xml -pl sr-api,secretsync-kafka -am test -Dkafka.version=3.9.2
+	$(MVN) $(MVN_FLAGS) -f java/pom.xml verify
+
+test: lint typecheck java-test pytest
 
 # Opt-in: build the Dockerfile with buildah from a locally made base and run it
 # against moto (root, buildah, debootstrap; about 90 s). CI only lints it.
@@ -83,4 +92,4 @@ demo: $(DEMO_STAMP)
 	$(BIN)/secretsync demo
 
 clean:
-	rm -rf $(VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo
+	rm -rf $(VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo java/target java/*/target
