@@ -31,13 +31,15 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 # The Java library (java/): build and unit tests against the newest 3.x client, then against
-# the newest 4.x (the jars the end-to-end tests load come from this last build). Maven fetches
+# the newest 4.x (the jars the end-to-end tests load come from this last build; the stamp
+# tells tests/support/kafka.py they are current). Maven fetches
 # what it needs from Maven Central into ~/.m2 once.
 MVN ?= mvn
 MVN_FLAGS ?= -B -q
 java-test:
 	$(MVN) $(MVN_FLAGS) -f java/pom.xml -pl sr-api,secretsync-kafka -am test -Dkafka.version=3.9.2
 	$(MVN) $(MVN_FLAGS) -f java/pom.xml verify
+	mkdir -p java/target/e2e && touch java/target/e2e/built.stamp  # tests/support/kafka.py: jars are current
 
 test: lint typecheck java-test pytest
 
