@@ -488,3 +488,31 @@ def running_broker(workdir: Path, reauth_ms: int = 3000) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+class SrProbe(JavaProgram):
+    """``SrProbe``: a Schema Registry client calling its credential provider per request."""
+
+    def __init__(self, workdir: Path, name: str, config: Path) -> None:
+        self.status_path = workdir / f"{name}.status.json"
+        super().__init__(
+            workdir,
+            name,
+            "dev.secretsync.testkit.client.SrProbe",
+            [str(config), str(self.status_path)],
+            client_classpath(KAFKA_4),
+        )
+
+    def status(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.status_path.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def stop(self, timeout_s: float = 60) -> dict[str, Any]:
+        self.tell("stop")
+        code = self.proc.wait(timeout=timeout_s)
+        assert code == 0, f"{self.name} exited {code}; stderr: {self.stderr()[-3000:]}"
+        final = self.status()
+        assert final.get("final") is True, final
+        return final
