@@ -189,6 +189,18 @@ def _check(config: Config, config_path: Path) -> int:
             "AWS config file",
             file=sys.stderr,
         )
+    for name, target in sorted(config.notify.items()):
+        # a bare `process` match can reach a JVM that has no SIGHUP handler (or has not
+        # installed it yet): such a JVM exits, status 129
+        if target.kind == "signal" and target.signal_name == "SIGHUP" and target.pidfile is None:
+            print(
+                f"secretsync: warning: notify.{name} sends SIGHUP to every process matching its "
+                "`process` alone: a JVM without a SIGHUP handler, or one still starting, exits "
+                "on it; add a `pidfile` the app writes once its handler is installed, or let "
+                "the app read rotated credentials itself (secretsync-kafka) and send nothing, "
+                "or restart it with SIGTERM and a `splay` (README: Java applications)",
+                file=sys.stderr,
+            )
     ids = len(config.secret_ids)
     print(f"{config_path}: ok ({len(config.outputs)} outputs, {ids} secrets)")
     return EXIT_OK
