@@ -143,7 +143,10 @@ def test_the_scram_window_is_measured_and_the_client_recovers_without_a_restart(
     for rig in rigs:
         final = rig.probe.stop()
         assert final["pid"] == rig.probe.pid, "not the same JVM"
-        assert final["missing"] == 0, f"{rig.mode}: an acknowledged message was never consumed"
+        assert final["missing"] == 0, (
+            f"{rig.mode}: {final['missing']} acknowledged messages never consumed (the first "
+            f"{final['first_missing']}, the last consumed {final['last_consumed']})"
+        )
         print(
             f"\nSCRAM window, {rig.mode}: "
             f"{', '.join(f'{w:.2f}' for w in rig.windows)} s "

@@ -276,8 +276,8 @@ class Probe(JavaProgram):
         assert result is not None
         return result
 
-    def stop(self, timeout_s: float = 90) -> dict[str, Any]:
-        """Tell it to stop; its final status once it exited (status 0)."""
+    def stop(self, timeout_s: float = 120) -> dict[str, Any]:
+        """Tell it to stop; its final status once it exited (status 0; it drains up to 60 s)."""
         self.tell("stop")
         code = self.proc.wait(timeout=timeout_s)
         assert code == 0, f"{self.name} exited {code}; stderr: {self.stderr()[-3000:]}"

@@ -44,7 +44,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * java ... RotationProbe CONFIG TOPIC GROUP STATUS_FILE
  * </pre>
  *
- * A line "stop" on stdin (or stdin closing) stops the producer, waits up to 30 s for the
+ * A line "stop" on stdin (or stdin closing) stops the producer, waits up to 60 s for the
  * consumer to see every acknowledged message, writes the final status ("final": true) and
  * exits 0.
  */
@@ -131,7 +131,7 @@ public final class RotationProbe {
             }
             produce.join();
             producer.flush();
-            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
             while (!consumed.containsAll(acked) && System.nanoTime() < deadline) {
                 writeStatus(status, producer, consumer, admin, false);
                 TimeUnit.MILLISECONDS.sleep(100);
@@ -230,6 +230,8 @@ public final class RotationProbe {
     private void writeStatus(Path status, KafkaProducer<?, ?> producer, KafkaConsumer<?, ?> consumer,
             Admin admin, boolean done) throws IOException {
         long missing = acked.stream().filter(n -> !consumed.contains(n)).count();
+        long firstMissing = acked.stream().filter(n -> !consumed.contains(n)).mapToLong(Long::longValue).min().orElse(-1);
+        long lastConsumed = consumed.stream().mapToLong(Long::longValue).max().orElse(-1);
         Map<String, Object> s = new LinkedHashMap<>();
         s.put("pid", ProcessHandle.current().pid());
         s.put("final", done);
@@ -238,6 +240,8 @@ public final class RotationProbe {
         s.put("acked", acked.size());
         s.put("consumed", consumed.size());
         s.put("missing", missing);
+        s.put("first_missing", firstMissing);
+        s.put("last_consumed", lastConsumed);
         s.put("failed_sends", failedSends.get());
         s.put("failed_polls", failedPolls.get());
         s.put("admin_ok", adminOk.get());
