@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: test lint typecheck pytest demo clean image-test bench lock release-check
+.PHONY: test lint typecheck pytest java-test demo clean image-test bench lock release-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,18 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# The Java library (java/): build and unit tests against the newest 3.x client, then against
+# the newest 4.x (the jars the end-to-end tests load come from this last build; the stamp
+# tells tests/support/kafka.py they are current). Maven fetches
+# what it needs from Maven Central into ~/.m2 once.
+MVN ?= mvn
+MVN_FLAGS ?= -B -q
+java-test:
+	$(MVN) $(MVN_FLAGS) -f java/pom.xml -pl sr-api,secretsync-kafka -am test -Dkafka.version=3.9.2
+	$(MVN) $(MVN_FLAGS) -f java/pom.xml verify
+	mkdir -p java/target/e2e && touch java/target/e2e/built.stamp  # tests/support/kafka.py: jars are current
+
+test: lint typecheck java-test pytest
 
 # Opt-in: build the Dockerfile with buildah from a locally made base and run it
 # against moto (root, buildah, debootstrap; about 90 s). CI only lints it.
@@ -100,4 +111,4 @@ demo: $(DEMO_STAMP)
 	$(BIN)/secretsync demo $(if $(PORT),--port $(PORT))
 
 clean:
-	rm -rf $(VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo
+	rm -rf $(VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo java/target java/*/target

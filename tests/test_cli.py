@@ -14,6 +14,7 @@ from typing import Any
 
 import bcrypt
 import pytest
+import yaml
 
 from secretsync import __version__
 from secretsync.cli import build_parser
@@ -46,10 +47,13 @@ def test_once_writes_every_example_output_as_java_reads_it(
     result = run_cli("once", "-c", str(cfg))
 
     assert result.returncode == 0, result.stderr
-    static = {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
-    assert java.load(out / "client.properties") == {**kafka_secret(), **static}
-    assert java.load(out / "schema-registry.properties") == sr_secret()
-    assert java.load(out / "combined.properties") == {**kafka_secret(), **sr_secret(), **static}
+    example = yaml.safe_load((REPO / "sync.yaml.example").read_text())["outputs"]
+    static = [out["static"] for out in example]  # the library's settings among them
+    assert static[0]["sasl.client.callback.handler.class"].startswith("dev.secretsync.kafka.")
+    sr = {k: v for k, v in sr_secret().items() if k != "basic.auth.credentials.source"}
+    assert java.load(out / "client.properties") == {**kafka_secret(), **static[0]}
+    assert java.load(out / "schema-registry.properties") == {**sr, **static[1]}
+    assert java.load(out / "combined.properties") == {**kafka_secret(), **sr, **static[2]}
     for name in ("client.properties", "schema-registry.properties", "combined.properties"):
         assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o600
     for text in (result.stdout, result.stderr):
@@ -502,3 +506,43 @@ def test_a_startup_error_is_a_json_log_line_under_json_logs(moto: Moto, tmp_path
     failed = [e for e in events if e["event"] == "startup_failed"]
     assert len(failed) == 1 and failed[0]["level"] == "error", result.stderr
     assert "NoRegion" in failed[0]["error"]
+
+
+SIGHUP_WARNING = "sends SIGHUP to every process matching its `process` alone"
+
+
+@pytest.mark.parametrize(
+    ("target", "warns"),
+    [
+        ({"signal": "SIGHUP", "process": "java .*KafkaApp"}, True),
+        ({"process": "java .*KafkaApp"}, True),  # SIGHUP is the default signal
+        ({"signal": "HUP", "process": "java .*KafkaApp"}, True),
+        ({"signal": "SIGHUP", "pidfile": "/run/app.pid", "process": "java .*KafkaApp"}, False),
+        ({"signal": "SIGHUP", "pidfile": "/run/app.pid"}, False),
+        ({"signal": "SIGTERM", "process": "java .*KafkaApp", "splay": "2m"}, False),
+        ({"command": ["true"]}, False),
+    ],
+    ids=[
+        "sighup-process",
+        "default-process",
+        "hup-process",
+        "guarded",
+        "pidfile",
+        "sigterm",
+        "cmd",
+    ],
+)
+def test_check_warns_when_sighup_goes_to_a_bare_process_match(
+    tmp_path: Path, target: dict[str, object], warns: bool
+) -> None:
+    data = {
+        "aws": {"region": "us-east-1"},
+        "outputs": [{"path": str(tmp_path / "a.properties"), "secrets": [{"id": "s"}]}],
+        "notify": {"kafka-app": target},
+    }
+    data["outputs"][0]["notify"] = ["kafka-app"]  # type: ignore[index]
+    result = run_cli("check", "-c", str(write_yaml(tmp_path / "sync.yaml", data)))
+    assert result.returncode == 0, result.stderr
+    assert (SIGHUP_WARNING in result.stderr) is warns, result.stderr
+    if warns:
+        assert "notify.kafka-app" in result.stderr

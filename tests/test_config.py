@@ -57,7 +57,12 @@ def test_example_config_is_valid_and_shares_secrets() -> None:
         "/confluent_cloud_resource/kafka_cluster/java_client",
         "/confluent_cloud_resource/schema_registry_cluster/java_client",
     ]
-    assert cfg.outputs[0].static == {"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}
+    assert cfg.outputs[0].static == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+        "sasl.client.callback.handler.class": "dev.secretsync.kafka.FileCredentialCallbackHandler",
+        "secretsync.credentials.file": "/etc/kafka/client.properties",
+    }
 
 
 def test_relative_output_paths_resolve_against_the_config_file(tmp_path: Path) -> None:

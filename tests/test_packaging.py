@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from secretsync.config import Config, parse_config
-from tests.conftest import REPO
+from secretsync.config import Config, load_config, parse_config
+from tests.conftest import REPO, run_cli, write_yaml
 from tests.support.dockerfile import install_dirs
 from tests.support.kustomize import (
     SAMPLE_DEPLOYMENT,
@@ -901,3 +901,48 @@ def test_readme_cost_model_table_follows_its_formula() -> None:
         month = calls * 30 * 0.05 / 10_000
         assert float(per_month) == round(month, 2)
         assert float(fleet) == round(month * 100, 2)
+
+
+SHIPPED_CONFIGS = {
+    "sync.yaml.example": lambda: load_config(REPO / "sync.yaml.example"),
+    "kubernetes": k8s_config,
+    "ecs": lambda: parse_config(yaml.safe_load((PKG / "ecs" / "sync.yaml").read_text())),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_CONFIGS))
+def test_shipped_configs_never_send_sighup_to_a_jvm_that_may_have_no_handler(name: str) -> None:
+    config = SHIPPED_CONFIGS[name]()
+    for target_name, target in config.notify.items():
+        if target.kind == "signal" and target.signal_name == "SIGHUP":
+            # only the pid the app itself wrote once its handler was installed
+            assert target.pidfile is not None, f"{name}: notify.{target_name}"
+            assert target.process is not None, f"{name}: notify.{target_name} unguarded"
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_CONFIGS))
+def test_shipped_configs_let_the_clients_read_rotated_credentials_themselves(name: str) -> None:
+    config = SHIPPED_CONFIGS[name]()
+    for out in config.outputs:
+        assert out.notify == [], f"{name}: {out.path} needs no signal with secretsync-kafka"
+        keys = {key for secret in out.secrets for key in (secret.keys or [])}
+        if "sasl.jaas.config" in keys:
+            assert out.static["sasl.client.callback.handler.class"] == (
+                "dev.secretsync.kafka.FileCredentialCallbackHandler"
+            )
+            assert out.static["secretsync.credentials.file"] == str(out.path)
+        if "basic.auth.user.info" in keys:
+            assert out.static["basic.auth.credentials.source"] == "SECRETSYNC_FILE"
+            assert out.static["secretsync.basic.auth.file"] == str(out.path)
+
+
+def test_check_has_no_warning_for_the_shipped_configs(tmp_path: Path) -> None:
+    cm = yaml.safe_load(k8s_objects()["ConfigMap"]["data"]["sync.yaml"])
+    for path in (
+        REPO / "sync.yaml.example",
+        PKG / "ecs" / "sync.yaml",
+        write_yaml(tmp_path / "k8s.yaml", cm),
+    ):
+        result = run_cli("check", "-c", str(path))
+        assert result.returncode == 0, result.stderr
+        assert "warning" not in result.stderr, (path, result.stderr)

@@ -334,6 +334,20 @@ def _check(config: Config, config_path: Path, args: argparse.Namespace) -> int:
     if resolve_region(config.aws.region) is None:
         missing = "no AWS region: set aws.region, AWS_REGION or a region in the AWS config file"
         _report(args, "no_region", f"warning: {missing}", level="warning", problem=missing)
+    for name, target in sorted(config.notify.items()):
+        # a bare `process` match can reach a JVM that has no SIGHUP handler (or has not
+        # installed it yet): such a JVM exits, status 129
+        if target.kind == "signal" and target.signal_name == "SIGHUP" and target.pidfile is None:
+            warning = (
+                f"notify.{name} sends SIGHUP to every process matching its `process` alone: a "
+                "JVM without a SIGHUP handler, or one still starting, exits on it; add a "
+                "`pidfile` the app writes once its handler is installed, or let the app read "
+                "rotated credentials itself (secretsync-kafka) and send nothing, or restart it "
+                "with SIGTERM and a `splay` (README: Java applications)"
+            )
+            _report(
+                args, "sighup_bare_process", f"warning: {warning}", level="warning", problem=warning
+            )
     ids = len(config.secret_ids)
     summary = f"{len(config.outputs)} outputs, {ids} secrets"
     if args.online:

@@ -107,6 +107,7 @@ def demo_config(directory: Path, endpoint: str, port: int, interval_s: float) ->
     data["metrics"] = {"listen": f"127.0.0.1:{port}"}
     for out in data["outputs"]:
         out["path"] = str(directory / "out" / Path(out["path"]).name)
+        out["notify"] = ["kafka-app"]  # the stand-in app reloads on SIGHUP
     data["notify"] = {"kafka-app": {"signal": "SIGHUP", "pidfile": str(directory / "app.pid")}}
     return data
 
