@@ -28,7 +28,7 @@ PLAIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 
 
 def _jaas(key: ApiKey) -> str:
-    from secretsync.derive import jaas_config  # noqa: PLC0415 (the product's own quoting)
+    from secretsync.output.derive import jaas_config  # noqa: PLC0415 (the product's own quoting)
 
     return jaas_config(PLAIN, key.key, key.secret)
 

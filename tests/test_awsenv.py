@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.awsenv import region_from_config_file, resolve_region
+from secretsync.source.region import region_from_config_file, resolve_region
 from tests.conftest import run_cli
 
 WARNING = "warning: no AWS region: set aws.region, AWS_REGION or a region in the AWS config file"
@@ -112,7 +112,7 @@ def test_region_order_and_unreadable_files(tmp_path: Path) -> None:
 def test_the_lookup_does_not_import_the_aws_sdk() -> None:
     code = (
         "import sys\n"
-        "import secretsync.awsenv, secretsync.config\n"
+        "import secretsync.source.region, secretsync.config.model\n"
         "heavy = {'botocore', 'boto3', 'aioboto3', 'aiobotocore', 'aiohttp'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )

@@ -256,7 +256,7 @@ def test_help_does_not_even_import_the_config_models() -> None:
 def test_the_demo_itself_imports_no_aws_or_http_library() -> None:
     # the emulator runs as a child process; the demo speaks JSON over HTTP with urllib
     code = (
-        "import sys, secretsync.demo, secretsync.emulator; "
+        "import sys, secretsync.demo.command, secretsync.demo.emulator; "
         "print(sorted(set(m.split('.')[0] for m in sys.modules)))"
     )
     result = subprocess.run(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from secretsync.config import ConfigError, load_config, parse_config, parse_duration
+from secretsync.config.model import ConfigError, load_config, parse_config, parse_duration
 from tests.conftest import REPO, run_cli
 
 MINIMAL: dict[str, Any] = {"outputs": [{"path": "/tmp/x/a.properties", "secrets": [{"id": "s"}]}]}

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from secretsync.config import ConfigError, parse_config
+from secretsync.config.model import ConfigError, parse_config
 from tests.conftest import REPO
 from tests.support.examples import commented_examples
 

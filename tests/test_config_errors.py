@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from secretsync.config_errors import (
+from secretsync.config.errors import (
     MAX_LINE_CHARS,
     MAX_LINES,
     ConfigError,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.demo import Demo, run_demo, shown
+from secretsync.demo.command import Demo, run_demo, shown
 from tests.conftest import REPO, free_port
 from tests.support.demorun import STOPPED, TIMELINE_RE, demo_argv, demo_env, running_demo
 from tests.support.terminal import Terminal

@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from secretsync.config import OutputConfig, parse_config
-from secretsync.derive import jaas_quote
-from secretsync.render import RenderError, SecretValue, collect, env_key, render
+from secretsync.config.model import OutputConfig, parse_config
+from secretsync.escapes import jaas_quote
+from secretsync.output.render import RenderError, collect, env_key, render
+from secretsync.source.protocol import SecretValue
 from tests.conftest import Moto, example_config, run_cli, write_yaml
 from tests.support.cred_cases import (
     CONTROLS,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secretsync.events import MAX_BODY_BYTES, MAX_NAMES, SecretIndex, keys_of, match
+from secretsync.push.events import MAX_BODY_BYTES, MAX_NAMES, SecretIndex, keys_of, match
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 NAME = "/confluent_cloud_resource/kafka_cluster/java_client"

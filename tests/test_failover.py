@@ -19,9 +19,9 @@ import boto3
 import pytest
 import yaml
 
-from secretsync.failover import FailoverStore
+from secretsync.source.failover import FailoverSource
+from secretsync.source.protocol import Read, SourceError
 from secretsync.state import WrittenFile
-from secretsync.store import Read, SourceError
 from tests.conftest import (
     KAFKA_ID,
     REPO,
@@ -38,7 +38,7 @@ from tests.conftest import (
 from tests.support.apps import App
 from tests.support.faultproxy import FaultProxy
 from tests.support.harness import make_config
-from tests.support.memstore import UNREACHABLE, MemoryStore
+from tests.support.memsource import UNREACHABLE, MemorySource
 from tests.support.wait import wait_until
 
 PRIMARY, REPLICA = "us-east-1", "us-west-2"
@@ -348,7 +348,7 @@ async def test_only_an_unavailable_primary_fails_over(code: str, fails_over: boo
     primary = Scripted(PRIMARY, SourceError("s", code, "injected", transient=transient))
     replica = Scripted(REPLICA)
     switched: list[tuple[str, bool]] = []
-    store = FailoverStore(
+    store = FailoverSource(
         primary,
         replica,
         primary_region=PRIMARY,
@@ -388,14 +388,14 @@ def test_the_failover_policy_reads_exactly_the_replicas_of_the_base_policy() -> 
 # -- a replica behind (or ahead of) the primary: the rule alone, in memory ---------------
 
 
-def lagging_pair() -> tuple[MemoryStore, MemoryStore, FailoverStore]:
+def lagging_pair() -> tuple[MemorySource, MemorySource, FailoverSource]:
     """Primary and replica with the same versions (same ids, same CreatedDate)."""
-    primary, replica = MemoryStore(), MemoryStore()
+    primary, replica = MemorySource(), MemorySource()
     replica.region = REPLICA
     for sid, value in ((KAFKA_ID, kafka_secret()), (SR_ID, sr_secret())):
         version = primary.put(sid, value)
         replica.put(sid, value, version_id=version, created=primary.created[version])
-    store = FailoverStore(primary, replica, primary_region=PRIMARY, failover_region=REPLICA)
+    store = FailoverSource(primary, replica, primary_region=PRIMARY, failover_region=REPLICA)
     return primary, replica, store
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.files import (
+from secretsync.output.files import (
     WriteError,
     read_current,
     real_dir,
@@ -142,7 +142,7 @@ def test_changed_bytes_replace_the_file_atomically(tmp_path: Path) -> None:
 FULL_DISK_SCRIPT = """
 import resource, sys
 from pathlib import Path
-from secretsync.files import WriteError, write_if_changed
+from secretsync.output.files import WriteError, write_if_changed
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 try:
     write_if_changed(Path(sys.argv[1]), b"N" * 100_000, mode=0o600)

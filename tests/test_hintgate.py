@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from secretsync.push import FLOOD_HINTS, HintGate
+from secretsync.push.listener import FLOOD_HINTS, HintGate
 
 
 def test_the_first_hint_goes_at_once_and_a_burst_becomes_one_trailing_check() -> None:

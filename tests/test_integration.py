@@ -13,20 +13,20 @@ from typing import Any
 
 import pytest
 
-from secretsync.config import Config, parse_config
+from secretsync.config.model import Config, parse_config
 from secretsync.metrics import Metrics
-from secretsync.poller import Poller
-from secretsync.source import SecretsSource
-from secretsync.syncer import Syncer
-from secretsync.writer import OutputWriter
+from secretsync.output.writer import OutputWriter
+from secretsync.source.secretsmanager import SecretsManagerSource
+from secretsync.sync.poller import Poller
+from secretsync.sync.syncer import Syncer
 from tests.conftest import KAFKA_ID, REGION, SR_ID, Moto, example_config, kafka_secret
 from tests.support.faultproxy import FaultProxy
 from tests.support.wait import async_wait_until
 
 
 @pytest.fixture
-async def source(proxy: FaultProxy) -> AsyncIterator[SecretsSource]:
-    async with SecretsSource(
+async def source(proxy: FaultProxy) -> AsyncIterator[SecretsManagerSource]:
+    async with SecretsManagerSource(
         region=REGION, endpoint_url=proxy.url, max_attempts=1, connect_timeout_s=1
     ) as src:
         yield src
@@ -40,7 +40,7 @@ def writers() -> Any:
         writer.close()
 
 
-def syncer_for(config: Config, source: SecretsSource, writers: list[OutputWriter]) -> Syncer:
+def syncer_for(config: Config, source: SecretsManagerSource, writers: list[OutputWriter]) -> Syncer:
     metrics = Metrics()
     writer = OutputWriter(metrics)
     writers.append(writer)
@@ -55,7 +55,7 @@ def outputs_in(directory: Path) -> list[str]:
 
 
 async def test_steady_state_and_rotation_cost_exactly_what_the_contract_says(
-    moto: Moto, proxy: FaultProxy, source: SecretsSource, tmp_path: Path, writers: Any
+    moto: Moto, proxy: FaultProxy, source: SecretsManagerSource, tmp_path: Path, writers: Any
 ) -> None:
     moto.seed_use_case()
     syncer = syncer_for(parse_config(example_config(tmp_path, proxy.url)), source, writers)
@@ -78,7 +78,7 @@ async def test_steady_state_and_rotation_cost_exactly_what_the_contract_says(
 
 
 async def test_the_poller_recovers_when_the_service_comes_back(
-    moto: Moto, proxy: FaultProxy, source: SecretsSource, tmp_path: Path, writers: Any
+    moto: Moto, proxy: FaultProxy, source: SecretsManagerSource, tmp_path: Path, writers: Any
 ) -> None:
     moto.seed_use_case()
     proxy.down()
@@ -118,7 +118,7 @@ async def test_one_stalled_secret_never_holds_back_the_others(
 ) -> None:
     moto.seed_use_case()
     config = parse_config(example_config(tmp_path, proxy.url, poll={"interval": "1s", "jitter": 0}))
-    async with SecretsSource(
+    async with SecretsManagerSource(
         region=REGION, endpoint_url=proxy.url, max_attempts=1, call_timeout_s=1
     ) as source:
         syncer = syncer_for(config, source, writers)

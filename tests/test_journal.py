@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.journal import RECORD_MAX_BYTES, Journal, JournalError, Record, digest_of
+from secretsync.output.journal import RECORD_MAX_BYTES, Journal, JournalError, Record, digest_of
 
 
 def test_a_record_lives_beside_its_output_until_every_target_is_told(tmp_path: Path) -> None:

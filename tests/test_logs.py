@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secretsync import logs
-from secretsync.derive import jaas_quote
+from secretsync.escapes import jaas_quote
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Metrics, /healthz and /readyz: real polls against moto, real scrapes over HTTP.
 
 Each test builds its own CollectorRegistry and drives a Syncer with a real
-SecretsSource, so every value asserted here was produced by real requests.
+SecretsManagerSource, so every value asserted here was produced by real requests.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from secretsync import __version__
-from secretsync.config import Config, parse_config
-from secretsync.health import DEFAULT_HEALTH_URL, health_url
+from secretsync.config.model import Config, parse_config
 from secretsync.metrics import Metrics
-from secretsync.poller import Poller
-from secretsync.server import MetricsServer, MetricsServerError, Probes
-from secretsync.source import SecretsSource
-from secretsync.syncer import Syncer
-from secretsync.writer import OutputWriter
+from secretsync.output.writer import OutputWriter
+from secretsync.serve.client import DEFAULT_HEALTH_URL, health_url
+from secretsync.serve.server import MonitoringServer, MonitoringServerError, Probes
+from secretsync.source.secretsmanager import SecretsManagerSource
+from secretsync.sync.poller import Poller
+from secretsync.sync.syncer import Syncer
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
@@ -53,7 +53,7 @@ from tests.conftest import (
 )
 from tests.support.contract import CONTRACT, STANDARD, is_standard
 from tests.support.faultproxy import FaultProxy
-from tests.support.harness import config_data, seeded_store
+from tests.support.harness import config_data, seeded_source
 from tests.support.promtool import run_promtool
 from tests.support.wait import async_wait_until, wait_until
 
@@ -78,8 +78,8 @@ def value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 async def polling(
     config: Config, endpoint: str, metrics: Metrics, *, max_attempts: int = 3
 ) -> AsyncIterator[Syncer]:
-    """A Syncer over a started SecretsSource that counts requests into ``metrics``."""
-    source = SecretsSource(
+    """A Syncer over a started SecretsManagerSource that counts requests into ``metrics``."""
+    source = SecretsManagerSource(
         region=REGION,
         endpoint_url=endpoint,
         max_attempts=max_attempts,
@@ -108,9 +108,9 @@ def probes_of(syncer: Syncer) -> Probes:
 @asynccontextmanager
 async def serving(
     syncer: Syncer, *, min_window_s: float = 60.0, run: bool = True
-) -> AsyncIterator[MetricsServer]:
-    """A MetricsServer on an ephemeral loopback port; with ``run`` the poller runs too."""
-    server = MetricsServer(
+) -> AsyncIterator[MonitoringServer]:
+    """A MonitoringServer on an ephemeral loopback port; with ``run`` the poller runs too."""
+    server = MonitoringServer(
         syncer.metrics, probes_of(syncer), host="127.0.0.1", port=0, min_window_s=min_window_s
     )
     await server.start()
@@ -225,7 +225,7 @@ async def test_every_throttled_attempt_is_counted(
     registry = CollectorRegistry()
     async with polling(config, proxy.url, Metrics(registry), max_attempts=2) as agent:
         await agent.cycle()
-    assert agent.store.describe_calls == 2  # the agent asked twice…
+    assert agent.source.describe_calls == 2  # the agent asked twice…
 
     throttled = value(
         registry,
@@ -462,7 +462,7 @@ async def test_healthz_is_503_when_no_poll_started_within_three_intervals() -> N
         poll_interval_s=lambda: 10.0,
         not_ready=lambda: [],
     )
-    server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0, min_window_s=0)
+    server = MonitoringServer(Metrics(), probes, host="127.0.0.1", port=0, min_window_s=0)
     await server.start()
     try:
         # before the first poll the window counts from start-up
@@ -528,12 +528,12 @@ async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> Non
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
-        blocked = MetricsServer(Metrics(), probes, host="127.0.0.1", port=busy)
-        with pytest.raises(MetricsServerError, match="address already in use"):
+        blocked = MonitoringServer(Metrics(), probes, host="127.0.0.1", port=busy)
+        with pytest.raises(MonitoringServerError, match="address already in use"):
             await blocked.start()
         assert not blocked.running
 
-        server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0)
+        server = MonitoringServer(Metrics(), probes, host="127.0.0.1", port=0)
         await server.start()
         try:
             first = server.url
@@ -545,7 +545,7 @@ async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> Non
             with pytest.raises(aiohttp.ClientConnectionError):
                 await get(first + "/healthz")
             # a taken address keeps the server where it was
-            with pytest.raises(MetricsServerError, match="address already in use"):
+            with pytest.raises(MonitoringServerError, match="address already in use"):
                 await server.move("127.0.0.1", busy)
             assert server.port == new_port
             assert (await get(server.url + "/healthz"))[0] == 200
@@ -653,7 +653,7 @@ def test_health_command_exit_codes_against_a_real_daemon(
 
 async def test_health_command_exits_1_on_503(tmp_path: Path) -> None:
     probes = Probes(lambda: time.monotonic() - 1000.0, lambda: 1.0, lambda: [])
-    server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0, min_window_s=0)
+    server = MonitoringServer(Metrics(), probes, host="127.0.0.1", port=0, min_window_s=0)
     await server.start()
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -689,7 +689,7 @@ async def test_healthz_fails_naming_a_task_that_keeps_failing() -> None:
         not_ready=lambda: [],
         failing_tasks=lambda: failing,
     )
-    server = MetricsServer(Metrics(), probes, host="127.0.0.1", port=0)
+    server = MonitoringServer(Metrics(), probes, host="127.0.0.1", port=0)
     await server.start()
     try:
         assert (await get(server.url + "/healthz"))[0] == 200
@@ -706,7 +706,7 @@ async def test_readiness_is_kept_once_reached_even_when_a_reload_adds_a_broken_o
 ) -> None:
     out = tmp_path / "out"
     data = config_data(out)
-    store = seeded_store()
+    store = seeded_source()
     store.fail(SR_ID, ("ResourceNotFoundException", "gone", False))
     r = make_rig(parse_config(data), store)
     await r.syncer.cycle()

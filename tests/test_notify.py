@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from secretsync import logs
-from secretsync.config import Config, parse_config
+from secretsync.config.model import Config, parse_config
 from secretsync.metrics import Metrics
-from secretsync.notify import Notifier
+from secretsync.notify.notifier import Notifier
 from secretsync.state import WrittenFile
 from tests.conftest import (
     CANARY_PASSWORD,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from secretsync.config import Config, load_config, parse_config
+from secretsync.config.model import Config, load_config, parse_config
 from tests.conftest import REPO, run_cli, write_yaml
 from tests.support.dockerfile import install_dirs
 from tests.support.kustomize import (

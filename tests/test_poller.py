@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from secretsync import logs
-from secretsync.poller import Poller
 from secretsync.state import WrittenFile
+from secretsync.sync.poller import Poller
 from tests.conftest import KAFKA_ID, kafka_secret
-from tests.support.harness import make_config, seeded_store
+from tests.support.harness import make_config, seeded_source
 from tests.support.wait import async_wait_until
 
 
@@ -46,7 +46,7 @@ async def test_a_cycle_that_raises_still_schedules_the_next_attempt(
     logs.configure("info", "json", stream=buffer)
     sink = HostileSink(failures=2)
     config = make_config(tmp_path, poll={"interval": "1h", "jitter": 0})
-    r = make_rig(config, seeded_store(), notifier=sink)
+    r = make_rig(config, seeded_source(), notifier=sink)
     poller = Poller(r.syncer, rng=LowerBound())
     task = asyncio.create_task(poller.run())
     try:
@@ -54,7 +54,7 @@ async def test_a_cycle_that_raises_still_schedules_the_next_attempt(
         # hour, raises again, and the one after hands the files over: none is lost
         await async_wait_until(lambda: len(sink.batches) == 1, 10, "the first files notified")
         assert len(sink.batches[0]) == 3
-        r.store.put(KAFKA_ID, kafka_secret(password="CANARY-after-bug"))
+        r.source.put(KAFKA_ID, kafka_secret(password="CANARY-after-bug"))
         poller.wake()
         await async_wait_until(lambda: len(sink.batches) == 2, 10, "the rotation notified")
     finally:
@@ -68,7 +68,7 @@ async def test_a_cycle_that_raises_still_schedules_the_next_attempt(
 
 
 async def test_wake_starts_a_regular_cycle_now(tmp_path: Path, make_rig: Any) -> None:
-    r = make_rig(make_config(tmp_path, poll={"interval": "1h", "jitter": 0}), seeded_store())
+    r = make_rig(make_config(tmp_path, poll={"interval": "1h", "jitter": 0}), seeded_source())
     poller = Poller(r.syncer)
     task = asyncio.create_task(poller.run())
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from secretsync import procs
+from secretsync.notify import procs
 from tests.support.hostile import (
     BAD_PIDFILES,
     CUBIC,

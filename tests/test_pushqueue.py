@@ -21,7 +21,7 @@ import pytest
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from parliament import analyze_policy_string, iam_definition
 
-from secretsync.pushqueue import (
+from secretsync.push.sqs import (
     TAG_EXPIRES,
     TAG_IDENTITY,
     TAG_TOPIC,

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from secretsync.config import parse_config
+from secretsync.config.model import parse_config
 from secretsync.metrics import Metrics
-from secretsync.poller import Poller
-from secretsync.source import SecretsSource
+from secretsync.output.writer import OutputWriter
+from secretsync.source.secretsmanager import SecretsManagerSource
 from secretsync.state import CycleReport
-from secretsync.syncer import Syncer
-from secretsync.writer import OutputWriter
+from secretsync.sync.poller import Poller
+from secretsync.sync.syncer import Syncer
 from tests.conftest import (
     CANARY_PASSWORD,
     KAFKA_ID,
@@ -79,7 +79,7 @@ async def test_after_an_outage_of_any_length_the_first_check_comes_within_one_po
     writer = OutputWriter(metrics)
     # one HTTP attempt per call: the client's own retries sleep in real time, and the
     # backoff between checks is what this test is about
-    async with SecretsSource(
+    async with SecretsManagerSource(
         region=REGION,
         endpoint_url=proxy.url,
         max_attempts=1,

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secretsync.config import OutputConfig, parse_config
-from secretsync.render import RenderError, SecretValue, collect, env_key, leaf_strings, render
+from secretsync.config.model import OutputConfig, parse_config
+from secretsync.output.render import RenderError, collect, env_key, leaf_strings, render
+from secretsync.source.protocol import SecretValue
 from tests.support.java import JavaProperties
 from tests.support.render_cases import (
     FORMATS,

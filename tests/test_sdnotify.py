@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from secretsync.sdnotify import SdNotifier
+from secretsync.runtime.sdnotify import SdNotifier
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,

@@ -27,22 +27,22 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from secretsync.config import parse_config
+from secretsync.config.model import parse_config
 from secretsync.metrics import Metrics
-from secretsync.server import (
+from secretsync.output.writer import OutputWriter
+from secretsync.serve.server import (
     HEADER_TIMEOUT_S,
     MAX_CONNECTIONS,
-    MetricsServer,
+    MonitoringServer,
     Probes,
     ServerLimits,
 )
-from secretsync.source import SecretsSource
-from secretsync.syncer import Syncer
-from secretsync.writer import OutputWriter
+from secretsync.source.secretsmanager import SecretsManagerSource
+from secretsync.sync.syncer import Syncer
 from tests.conftest import REGION, Moto, example_config, free_port, write_yaml
 from tests.support.flood import fd_budget, half_sent_flood, scrape_flood
 from tests.support.inproc import Start
-from tests.support.memstore import MemoryStore
+from tests.support.memsource import MemorySource
 from tests.support.wait import async_wait_until
 
 FLOOD = 1100  # more than the 1024 descriptors a default container gives a process
@@ -105,7 +105,7 @@ def status_of(response: bytes) -> int | None:
 
 @pytest.fixture
 async def server() -> Any:
-    srv = MetricsServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0)
+    srv = MonitoringServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0)
     await srv.start()
     try:
         yield srv
@@ -122,7 +122,7 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
     moto.seed_use_case()
     config = parse_config(example_config(tmp_path / "out", moto.url))
     metrics = Metrics()
-    source = SecretsSource(
+    source = SecretsManagerSource(
         region=REGION, endpoint_url=moto.url, on_request=metrics.request_observer(REGION)
     )
     writer = OutputWriter(metrics)
@@ -135,7 +135,7 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
             poll_interval_s=lambda: agent.config.poll.interval_s,
             not_ready=agent.not_ready,
         )
-        srv = MetricsServer(metrics, probes, host="127.0.0.1", port=0)
+        srv = MonitoringServer(metrics, probes, host="127.0.0.1", port=0)
         await srv.start()  # (this raises the soft fd limit; the budget below is set after)
         try:
             # a process that cannot open as many descriptors as the flood has connections
@@ -165,7 +165,7 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
 
 async def test_at_the_cap_the_oldest_half_sent_request_makes_room_for_a_probe() -> None:
     limits = ServerLimits(max_connections=4, header_timeout_s=120)
-    srv = MetricsServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
+    srv = MonitoringServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
     await srv.start()
     held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
@@ -246,7 +246,7 @@ async def test_the_daemon_keeps_syncing_reloading_and_answering_under_a_flood(
 # -- slow and oversize requests -------------------------------------------------------------
 
 
-async def test_a_slowloris_is_closed_after_the_header_timeout(server: MetricsServer) -> None:
+async def test_a_slowloris_is_closed_after_the_header_timeout(server: MonitoringServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     trickle = b"X-Slow: " + b"a" * 120 + b"\r\n\r\n"  # 130 s at a byte a second
     closed_after: int | None = None
@@ -294,27 +294,29 @@ async def test_a_slowloris_is_closed_after_the_header_timeout(server: MetricsSer
     ],
 )
 async def test_oversize_headers_get_4xx_or_a_closed_connection(
-    server: MetricsServer, request_bytes: bytes
+    server: MonitoringServer, request_bytes: bytes
 ) -> None:
     status = status_of(await exchange(server.port, request_bytes))
     assert status is None or 400 <= status < 500, status
     assert await answers_200(server.url + "/healthz")
 
 
-async def test_an_oversize_request_line_gets_414_or_400(server: MetricsServer) -> None:
+async def test_an_oversize_request_line_gets_414_or_400(server: MonitoringServer) -> None:
     line = b"GET /healthz?" + b"q" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     assert status_of(await exchange(server.port, line)) in (400, 414)
 
 
 @pytest.mark.parametrize("size", [10, 100_000])
 @pytest.mark.parametrize("method", [b"GET", b"POST"])
-async def test_a_request_body_is_refused(server: MetricsServer, method: bytes, size: int) -> None:
+async def test_a_request_body_is_refused(
+    server: MonitoringServer, method: bytes, size: int
+) -> None:
     head = b"%s /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (method, size)
     status = status_of(await exchange(server.port, head + b"a" * size))
     assert status is None or 400 <= status < 500, status
 
 
-async def test_a_prometheus_scrape_fits_the_limits(server: MetricsServer) -> None:
+async def test_a_prometheus_scrape_fits_the_limits(server: MonitoringServer) -> None:
     scrape = (
         b"GET /metrics HTTP/1.1\r\nHost: 10.1.2.3:9464\r\nUser-Agent: Prometheus/2.53.0\r\n"
         b"Accept: application/openmetrics-text;version=1.0.0;q=0.5,"
@@ -328,7 +330,7 @@ async def test_a_prometheus_scrape_fits_the_limits(server: MetricsServer) -> Non
     assert b"secretsync_build_info" in gzip.decompress(body)
 
 
-async def test_one_request_per_connection(server: MetricsServer) -> None:
+async def test_one_request_per_connection(server: MonitoringServer) -> None:
     twice = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2  # pipelined
     response = await exchange(server.port, twice)  # returns once the server closes
     assert status_of(response) == 200
@@ -343,7 +345,7 @@ async def test_one_request_per_connection(server: MetricsServer) -> None:
 
 
 async def test_a_flood_of_bad_requests_is_summarised_not_logged_each(
-    server: MetricsServer, log_buffer: io.StringIO, capfd: pytest.CaptureFixture[str]
+    server: MonitoringServer, log_buffer: io.StringIO, capfd: pytest.CaptureFixture[str]
 ) -> None:
     for _ in range(50):
         assert status_of(await exchange(server.port, b"NOT HTTP AT ALL\r\n\r\n")) == 400
@@ -364,7 +366,7 @@ async def test_start_raises_the_soft_fd_limit_to_the_hard_limit(log_buffer: io.S
     if hard == resource.RLIM_INFINITY or hard < 300:
         pytest.skip(f"hard RLIMIT_NOFILE is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    srv = MetricsServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0)
+    srv = MonitoringServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0)
     try:
         await srv.start()
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
@@ -400,7 +402,7 @@ def probe_healthz(url: str) -> tuple[int | None, float]:
 async def test_many_scrapers_of_a_thousand_outputs_leave_healthz_and_polls_alone(
     tmp_path: Path, run_inproc: Start
 ) -> None:
-    store = MemoryStore()
+    store = MemorySource()
     out = tmp_path / "out"
     outputs = []
     for i in range(MANY_OUTPUTS):
@@ -445,7 +447,7 @@ async def test_many_scrapers_of_a_thousand_outputs_leave_healthz_and_polls_alone
 
 
 async def test_concurrent_scrapes_share_a_build_and_never_see_data_older_than_the_request(
-    server: MetricsServer,
+    server: MonitoringServer,
 ) -> None:
     results = await asyncio.gather(*(get(server.url + "/metrics") for _ in range(30)))
     assert all(status == 200 for status, _ in results)
@@ -474,7 +476,7 @@ async def test_scrapes_waiting_for_their_answer_make_room_for_a_probe() -> None:
     slow = SlowCollector()
     metrics.registry.register(slow)
     limits = ServerLimits(max_connections=4)
-    srv = MetricsServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
+    srv = MonitoringServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
     await srv.start()
     # raw clients: aiohttp's would quietly retry the one that is evicted
     scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -499,7 +501,7 @@ async def test_beyond_max_busy_a_scrape_is_answered_503_at_once() -> None:
     slow = SlowCollector()
     metrics.registry.register(slow)
     limits = ServerLimits(max_busy=2)
-    srv = MetricsServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
+    srv = MonitoringServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
     await srv.start()
     scrapes = [asyncio.create_task(get(srv.url + "/metrics")) for _ in range(2)]
     try:

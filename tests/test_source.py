@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from secretsync.source import SecretsSource, SourceError
+from secretsync.source.secretsmanager import SecretsManagerSource, SourceError
 from tests.conftest import REGION, Moto
 from tests.support.faultproxy import FaultProxy
 from tests.support.wait import async_wait_until
@@ -15,7 +15,7 @@ from tests.support.wait import async_wait_until
 async def test_current_version_and_pinned_fetch(moto: Moto) -> None:
     v1 = moto.create("app/one", {"k": "1"})
     v2 = moto.rotate("app/one", {"k": "2"})
-    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+    async with SecretsManagerSource(region=REGION, endpoint_url=moto.url) as source:
         assert await source.current_version("app/one") == v2
         old = await source.fetch("app/one", v1)
         new = await source.fetch("app/one", v2)
@@ -26,7 +26,7 @@ async def test_current_version_and_pinned_fetch(moto: Moto) -> None:
 
 async def test_a_read_carries_the_creation_date_of_the_version_fetched(moto: Moto) -> None:
     v1 = moto.create("app/dated", {"k": "1"})
-    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+    async with SecretsManagerSource(region=REGION, endpoint_url=moto.url) as source:
         first = await source.read("app/dated", None)
         v2 = moto.rotate("app/dated", {"k": "2"})
         second = await source.read("app/dated", v1)
@@ -39,7 +39,7 @@ async def test_a_read_carries_the_creation_date_of_the_version_fetched(moto: Mot
 
 
 async def test_not_found_is_permanent(moto: Moto) -> None:
-    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+    async with SecretsManagerSource(region=REGION, endpoint_url=moto.url) as source:
         with pytest.raises(SourceError) as info:
             await source.current_version("nope")
     assert info.value.code == "ResourceNotFoundException"
@@ -49,7 +49,7 @@ async def test_not_found_is_permanent(moto: Moto) -> None:
 async def test_deleted_secret_is_permanent(moto: Moto) -> None:
     moto.create("gone", {"k": "CANARY-deleted"})
     moto.client.delete_secret(SecretId="gone", RecoveryWindowInDays=7)
-    async with SecretsSource(region=REGION, endpoint_url=moto.url) as source:
+    async with SecretsManagerSource(region=REGION, endpoint_url=moto.url) as source:
         with pytest.raises(SourceError) as info:
             await source.current_version("gone")
     assert info.value.code == "SecretDeleted" and not info.value.transient
@@ -58,7 +58,7 @@ async def test_deleted_secret_is_permanent(moto: Moto) -> None:
 
 async def test_connection_refused_is_transient(moto: Moto, proxy: FaultProxy) -> None:
     proxy.down()
-    async with SecretsSource(
+    async with SecretsManagerSource(
         region=REGION, endpoint_url=proxy.url, max_attempts=1, connect_timeout_s=1
     ) as source:
         with pytest.raises(SourceError) as info:
@@ -72,7 +72,7 @@ async def test_throttling_is_transient_and_every_attempt_is_observed(
     moto.create("t", {"k": "1"})
     proxy.fault = "throttle"
     seen: list[tuple[str, str]] = []
-    async with SecretsSource(
+    async with SecretsManagerSource(
         region=REGION, endpoint_url=proxy.url, max_attempts=3, on_request=lambda *a: seen.append(a)
     ) as source:
         with pytest.raises(SourceError) as info:
@@ -84,7 +84,9 @@ async def test_throttling_is_transient_and_every_attempt_is_observed(
 
 async def test_server_errors_are_transient(moto: Moto, proxy: FaultProxy) -> None:
     proxy.fault = "error500"
-    async with SecretsSource(region=REGION, endpoint_url=proxy.url, max_attempts=1) as source:
+    async with SecretsManagerSource(
+        region=REGION, endpoint_url=proxy.url, max_attempts=1
+    ) as source:
         with pytest.raises(SourceError) as info:
             await source.current_version("t")
     assert info.value.transient
@@ -98,7 +100,7 @@ async def test_a_trickling_endpoint_is_cut_off_at_the_call_deadline_as_unavailab
     # timeout, so only a deadline on the whole call ends it
     proxy.fault, proxy.trickle_every_s = "trickle", 1.0
     seen: list[tuple[str, str]] = []
-    async with SecretsSource(
+    async with SecretsManagerSource(
         region=REGION,
         endpoint_url=proxy.url,
         call_timeout_s=2,
@@ -123,7 +125,7 @@ async def test_a_call_queued_behind_stalled_ones_gives_up_at_its_own_deadline(
         moto.create(name, {"k": "1"})
     proxy.fault, proxy.trickle_every_s = "trickle", 1.0
     seen: list[tuple[str, str]] = []
-    async with SecretsSource(
+    async with SecretsManagerSource(
         region=REGION,
         endpoint_url=proxy.url,
         max_concurrency=1,
@@ -154,10 +156,10 @@ async def test_a_call_queued_behind_stalled_ones_gives_up_at_its_own_deadline(
 async def test_missing_region_is_reported(monkeypatch: pytest.MonkeyPatch, moto: Moto) -> None:
     monkeypatch.delenv("AWS_REGION")
     monkeypatch.delenv("AWS_DEFAULT_REGION")
-    source = SecretsSource(endpoint_url=None)
+    source = SecretsManagerSource(endpoint_url=None)
     with pytest.raises(SourceError, match="NoRegion"):
         await source.start()
 
 
 def test_repr_has_counters() -> None:
-    assert "describe_calls=0" in repr(SecretsSource(region=REGION))
+    assert "describe_calls=0" in repr(SecretsManagerSource(region=REGION))

@@ -15,8 +15,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from secretsync import status
-from secretsync.status import format_table, healthy
+from secretsync.serve import status
+from secretsync.serve.status import format_table, healthy
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
@@ -31,7 +31,7 @@ from tests.conftest import (
 )
 from tests.support.apps import NOTIFY_CMD
 from tests.support.inproc import Start
-from tests.support.memstore import MemoryStore
+from tests.support.memsource import MemorySource
 from tests.support.wait import async_wait_until, wait_until
 
 PY = sys.executable
@@ -196,7 +196,7 @@ DENIED_MESSAGE = (
 async def test_status_errors_are_a_code_and_a_fixed_description_never_the_message(
     tmp_path: Path, run_inproc: Start
 ) -> None:
-    store = MemoryStore()
+    store = MemorySource()
     store.put("app/denied", {"k": "v"})
     store.fail("app/denied", ("AccessDeniedException", DENIED_MESSAGE, False))
     # the secret's own key names are not for /status either

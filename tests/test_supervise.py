@@ -10,7 +10,7 @@ import pytest
 
 from secretsync import logs
 from secretsync.metrics import Metrics
-from secretsync.supervise import UNHEALTHY_AFTER, Supervisor
+from secretsync.runtime.supervise import UNHEALTHY_AFTER, Supervisor
 from tests.support.wait import async_wait_until
 
 

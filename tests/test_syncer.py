@@ -1,6 +1,6 @@
 """syncer.py: check → fetch → render → write, against an in-memory store and real files.
 
-The store is in memory (tests/support/memstore.py) so these run fast; the
+The store is in memory (tests/support/memsource.py) so these run fast; the
 same paths against moto over HTTP are in tests/test_integration.py.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from secretsync import logs
-from secretsync.config import parse_config
+from secretsync.config.model import parse_config
 from secretsync.state import WrittenFile
 from tests.conftest import (
     CANARY_PASSWORD,
@@ -26,8 +26,8 @@ from tests.conftest import (
     kafka_secret,
     sr_secret,
 )
-from tests.support.harness import FakeClock, UpperBound, config_data, make_config, seeded_store
-from tests.support.memstore import NOT_FOUND, SERVER_ERROR, THROTTLED, MemoryStore
+from tests.support.harness import FakeClock, UpperBound, config_data, make_config, seeded_source
+from tests.support.memsource import NOT_FOUND, SERVER_ERROR, THROTTLED, MemorySource
 
 
 def stat_of(path: Path) -> tuple[int, int]:
@@ -53,20 +53,20 @@ class Recorder:
 async def test_steady_state_costs_one_describe_per_secret_and_no_fetch(
     tmp_path: Path, make_rig: Any
 ) -> None:
-    r = make_rig(make_config(tmp_path), seeded_store())
+    r = make_rig(make_config(tmp_path), seeded_source())
     first = await r.syncer.cycle()
     assert len(first.files_written) == 3
-    assert (r.store.count("DescribeSecret"), r.store.count("GetSecretValue")) == (2, 2)
+    assert (r.source.count("DescribeSecret"), r.source.count("GetSecretValue")) == (2, 2)
     files = [tmp_path / n for n in outputs_in(tmp_path)]
     before = [stat_of(p) for p in files]
-    r.store.reset_counts()
+    r.source.reset_counts()
 
     for _ in range(3):
         report = await r.syncer.cycle()
         assert report.files_written == [] and report.errors == 0
 
-    assert r.store.count("DescribeSecret") == 3 * 2  # 2 unique secrets shared by 3 outputs
-    assert r.store.count("GetSecretValue") == 0
+    assert r.source.count("DescribeSecret") == 3 * 2  # 2 unique secrets shared by 3 outputs
+    assert r.source.count("GetSecretValue") == 0
     assert [stat_of(p) for p in files] == before
     assert r.syncer.all_current()
 
@@ -74,12 +74,12 @@ async def test_steady_state_costs_one_describe_per_secret_and_no_fetch(
 async def test_a_rotation_costs_one_fetch_pinned_to_the_new_version(
     tmp_path: Path, make_rig: Any
 ) -> None:
-    r = make_rig(make_config(tmp_path), seeded_store())
+    r = make_rig(make_config(tmp_path), seeded_source())
     await r.syncer.cycle()
     sr_before = stat_of(tmp_path / "schema-registry.properties")
-    r.store.reset_counts()
+    r.source.reset_counts()
 
-    new_version = r.store.put(KAFKA_ID, kafka_secret(password="CANARY-next"))
+    new_version = r.source.put(KAFKA_ID, kafka_secret(password="CANARY-next"))
     report = await r.syncer.cycle()
 
     assert report.secrets_changed == [KAFKA_ID]
@@ -87,8 +87,8 @@ async def test_a_rotation_costs_one_fetch_pinned_to_the_new_version(
         "client.properties",
         "combined.properties",
     ]
-    assert r.store.fetched == [(KAFKA_ID, new_version)]
-    assert r.store.count("DescribeSecret") == 2
+    assert r.source.fetched == [(KAFKA_ID, new_version)]
+    assert r.source.count("DescribeSecret") == 2
     assert "CANARY-next" in (tmp_path / "combined.properties").read_text()
     assert stat_of(tmp_path / "schema-registry.properties") == sr_before
 
@@ -97,7 +97,7 @@ async def test_files_of_a_pass_reach_the_notifier_together_after_every_write(
     tmp_path: Path, make_rig: Any
 ) -> None:
     sink = Recorder()
-    r = make_rig(make_config(tmp_path), seeded_store(), notifier=sink)
+    r = make_rig(make_config(tmp_path), seeded_source(), notifier=sink)
     await r.syncer.cycle()
     assert len(sink.batches) == 1 and len(sink.batches[0]) == 3
     await r.syncer.cycle()
@@ -112,11 +112,11 @@ async def test_files_of_a_pass_reach_the_notifier_together_after_every_write(
 async def test_a_malformed_secret_keeps_the_last_good_file(
     tmp_path: Path, make_rig: Any, log_buffer: io.StringIO, bad_value: object
 ) -> None:
-    r = make_rig(make_config(tmp_path), seeded_store())
+    r = make_rig(make_config(tmp_path), seeded_source())
     await r.syncer.cycle()
     good = (tmp_path / "client.properties").read_bytes()
 
-    r.store.put(KAFKA_ID, bad_value)  # type: ignore[arg-type]
+    r.source.put(KAFKA_ID, bad_value)  # type: ignore[arg-type]
     report = await r.syncer.cycle()
 
     assert report.errors == 2  # client.properties and combined.properties
@@ -126,7 +126,7 @@ async def test_a_malformed_secret_keeps_the_last_good_file(
     assert not r.syncer.all_current()
 
     # the other outputs carry on: a Schema Registry rotation still lands
-    r.store.put(SR_ID, sr_secret(secret="CANARY-sr-2"))
+    r.source.put(SR_ID, sr_secret(secret="CANARY-sr-2"))
     await r.syncer.cycle()
     assert "CANARY-sr-2" in (tmp_path / "schema-registry.properties").read_text()
     text = log_buffer.getvalue()
@@ -135,7 +135,7 @@ async def test_a_malformed_secret_keeps_the_last_good_file(
         assert canary not in text
 
     # and a fixed secret recovers the file
-    r.store.put(KAFKA_ID, kafka_secret(password="CANARY-fixed"))
+    r.source.put(KAFKA_ID, kafka_secret(password="CANARY-fixed"))
     await r.syncer.cycle()
     assert "CANARY-fixed" in (tmp_path / "client.properties").read_text()
     assert r.syncer.all_current()
@@ -154,7 +154,7 @@ async def test_a_hostile_secret_costs_only_its_own_outputs(
             {"path": str(tmp_path / name), "format": fmt, "secrets": [{"id": hostile_id}]}
         )
     config = parse_config(data)
-    store = seeded_store()
+    store = seeded_source()
     store.put(hostile_id, {"note": "harmless", "token": "tok-CANARY-q"})
     sink = Recorder()
     r = make_rig(config, store, notifier=sink)
@@ -185,12 +185,12 @@ async def test_a_hostile_secret_costs_only_its_own_outputs(
 
 
 async def test_the_redactor_keeps_only_the_versions_held(tmp_path: Path, make_rig: Any) -> None:
-    r = make_rig(make_config(tmp_path), seeded_store())
+    r = make_rig(make_config(tmp_path), seeded_source())
     await r.syncer.cycle()
     baseline = logs.redacted_count()
     for n in range(200):
         # a large secret rotated many times: each version replaces the one before
-        r.store.put(KAFKA_ID, kafka_secret(password=f"CANARY-{n:04d}-" + "x" * 20_000))
+        r.source.put(KAFKA_ID, kafka_secret(password=f"CANARY-{n:04d}-" + "x" * 20_000))
         await r.syncer.cycle()
     assert logs.redacted_count() <= baseline + 10
     jaas = kafka_secret(password="CANARY-0199-" + "x" * 20_000)["sasl.jaas.config"]
@@ -200,17 +200,17 @@ async def test_the_redactor_keeps_only_the_versions_held(tmp_path: Path, make_ri
 async def test_a_deleted_secret_keeps_the_file_and_is_retried_each_cycle(
     tmp_path: Path, make_rig: Any
 ) -> None:
-    r = make_rig(make_config(tmp_path), seeded_store())
+    r = make_rig(make_config(tmp_path), seeded_source())
     await r.syncer.cycle()
     good = (tmp_path / "client.properties").read_bytes()
-    r.store.fail(KAFKA_ID, ("SecretDeleted", "secret is scheduled for deletion", False))
-    r.store.reset_counts()
+    r.source.fail(KAFKA_ID, ("SecretDeleted", "secret is scheduled for deletion", False))
+    r.source.reset_counts()
 
     await r.syncer.cycle()
     await r.syncer.cycle()
 
     assert (tmp_path / "client.properties").read_bytes() == good
-    assert r.store.count("DescribeSecret") == 4  # permanent: retried at the normal cadence
+    assert r.source.count("DescribeSecret") == 4  # permanent: retried at the normal cadence
     error = r.syncer.secrets[KAFKA_ID].error
     assert error is not None and error.code == "SecretDeleted"
     path = str(tmp_path / "client.properties")
@@ -220,7 +220,7 @@ async def test_a_deleted_secret_keeps_the_file_and_is_retried_each_cycle(
 async def test_a_secret_that_does_not_exist_fails_only_its_outputs(
     tmp_path: Path, make_rig: Any
 ) -> None:
-    store = MemoryStore()
+    store = MemorySource()
     store.put(SR_ID, sr_secret())  # the Kafka secret is never created
     r = make_rig(make_config(tmp_path), store)
 
@@ -239,8 +239,8 @@ async def test_transient_errors_back_off_per_secret_and_reset_on_success(
     tmp_path: Path, make_rig: Any
 ) -> None:
     clock = FakeClock()
-    r = make_rig(make_config(tmp_path), seeded_store(), clock=clock, rng=UpperBound())
-    r.store.fail(None, THROTTLED)
+    r = make_rig(make_config(tmp_path), seeded_source(), clock=clock, rng=UpperBound())
+    r.source.fail(None, THROTTLED)
     await r.syncer.cycle()
     # first failure: full jitter over [0, 2s]; UpperBound picks 2s
     assert all(
@@ -248,12 +248,12 @@ async def test_transient_errors_back_off_per_secret_and_reset_on_success(
     )
     path = str(tmp_path / "client.properties")
     assert r.sample("secretsync_sync_errors_total", path=path, reason="throttled") == 1
-    r.store.reset_counts()
+    r.source.reset_counts()
 
     await r.syncer.cycle()  # a regular cycle skips secrets still in backoff
-    assert r.store.count("DescribeSecret") == 0
+    assert r.source.count("DescribeSecret") == 0
 
-    r.store.heal()
+    r.source.heal()
     clock.advance(2)
     await r.syncer.cycle(regular=False)
     assert all(st.failures == 0 and st.retry_at == 0 for st in r.syncer.secrets.values())
@@ -265,9 +265,9 @@ async def test_ten_thousand_consecutive_failures_keep_a_bounded_future_retry(
 ) -> None:
     # ≈ six weeks of outage at the cap; the old code overflowed after 1,024 failures
     clock = FakeClock()
-    r = make_rig(make_config(tmp_path), seeded_store(), clock=clock, rng=UpperBound())
+    r = make_rig(make_config(tmp_path), seeded_source(), clock=clock, rng=UpperBound())
     logs.configure("error", "json", stream=io.StringIO())  # 20,000 warnings are not the point
-    r.store.fail(None, SERVER_ERROR)
+    r.source.fail(None, SERVER_ERROR)
     for _ in range(10_000):
         report = (
             await r.syncer.cycle(regular=False)
@@ -281,12 +281,12 @@ async def test_ten_thousand_consecutive_failures_keep_a_bounded_future_retry(
         assert retry is not None and clock.now < retry <= clock.now + 30
         clock.now = retry
     assert all(st.failures == 10_000 for st in r.syncer.secrets.values())
-    assert r.store.count("DescribeSecret") == 20_000  # one call per secret per retry, no spin
+    assert r.source.count("DescribeSecret") == 20_000  # one call per secret per retry, no spin
 
 
 async def test_a_reload_forgets_removed_outputs_and_secrets(tmp_path: Path, make_rig: Any) -> None:
     data = config_data(tmp_path)
-    r = make_rig(parse_config(data), seeded_store())
+    r = make_rig(parse_config(data), seeded_source())
     await r.syncer.cycle()
     sr_path = str(tmp_path / "schema-registry.properties")
     assert r.sample("secretsync_last_success_timestamp_seconds", path=sr_path) > 0
@@ -310,10 +310,10 @@ async def test_a_reload_forgets_removed_outputs_and_secrets(tmp_path: Path, make
 async def test_summary_line_per_cycle(
     tmp_path: Path, make_rig: Any, log_buffer: io.StringIO
 ) -> None:
-    r = make_rig(make_config(tmp_path), seeded_store())
+    r = make_rig(make_config(tmp_path), seeded_source())
     await r.syncer.cycle()
     await r.syncer.cycle()
-    r.store.fail(None, NOT_FOUND)
+    r.source.fail(None, NOT_FOUND)
     await r.syncer.cycle()
     lines = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
     summaries = [e for e in lines if e["event"] == "poll_cycle"]

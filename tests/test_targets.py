@@ -1,6 +1,6 @@
 """Telling one target: real signals to real processes, real commands, a real HTTP server.
 
-Each test calls :mod:`secretsync.targets` directly and checks the Result;
+Each test calls :mod:`secretsync.notify.targets` directly and checks the Result;
 batching, logging and counting are the notifier's (tests/test_notify.py).
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from secretsync import targets
-from secretsync.config import NotifyTarget
+from secretsync.config.model import NotifyTarget
+from secretsync.notify import targets
 from tests.conftest import free_port
 from tests.support.apps import NOTIFY_CMD, Apps, is_dead, kill_recorded
 from tests.support.hookserver import HookServer
@@ -284,8 +284,8 @@ async def test_a_grandchild_holding_the_output_open_does_not_hold_us_up(
 def test_command_output_is_captured_with_no_usable_temp_dir(tmp_path: Path) -> None:
     script = (
         "import asyncio, json, sys, tempfile\n"
-        "from secretsync import targets\n"
-        "from secretsync.config import NotifyTarget\n"
+        "from secretsync.notify import targets\n"
+        "from secretsync.config.model import NotifyTarget\n"
         "try:\n"
         "    tempfile.TemporaryFile().close()\n"
         "    usable = True\n"

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from secretsync.config import load_config
-from secretsync.locks import OutputLock
+from secretsync.config.model import load_config
 from secretsync.metrics import Metrics
+from secretsync.output.locks import OutputLock
 from tests.conftest import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
@@ -35,7 +35,7 @@ from tests.conftest import (
     write_yaml,
 )
 from tests.support.faultproxy import FaultProxy
-from tests.support.harness import NOWHERE, seeded_store
+from tests.support.harness import NOWHERE, seeded_source
 from tests.support.inproc import Start
 from tests.support.notifysock import NotifySocket
 from tests.support.wait import async_wait_until, wait_until
@@ -342,14 +342,14 @@ async def test_own_writes_on_rotation_are_not_drift(tmp_path: Path, run_inproc: 
     cfg = write_yaml(
         tmp_path / "sync.yaml", example_config(out, NOWHERE, poll={"interval": "100ms"})
     )
-    r = await run_inproc(cfg, seeded_store())
+    r = await run_inproc(cfg, seeded_source())
     kafka_file = out / "client.properties"
     await async_wait_until(kafka_file.exists, 20, "first sync")
 
     for i in range(3):
         batches = r.watcher.batches
         password = f"CANARY-rot-{i}-x"
-        r.store.put(KAFKA_ID, kafka_secret(password=password))
+        r.source.put(KAFKA_ID, kafka_secret(password=password))
         needle = password.encode()
         await async_wait_until(
             lambda n=needle: n in (content(kafka_file) or b""),  # type: ignore[misc]
@@ -374,7 +374,7 @@ async def test_many_rapid_edits_cause_one_reload(tmp_path: Path, run_inproc: Sta
     out = tmp_path / "out"
     data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
     cfg = write_yaml(tmp_path / "sync.yaml", data)
-    r = await run_inproc(cfg, seeded_store(), reload_settle_s=2.0, reload_settle_max_s=60.0)
+    r = await run_inproc(cfg, seeded_source(), reload_settle_s=2.0, reload_settle_max_s=60.0)
     await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
     await async_wait_until(lambda: r.poller.cycles >= 1, 10, "first cycle")
 
@@ -404,13 +404,13 @@ async def test_reload_keeps_values_and_readiness_and_unmanages_removed_outputs(
     out = tmp_path / "out"
     data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
     cfg = write_yaml(tmp_path / "sync.yaml", data)
-    r = await run_inproc(cfg, seeded_store())
+    r = await run_inproc(cfg, seeded_source())
     await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
     await async_wait_until(lambda: r.poller.cycles >= 1, 10, "first cycle")
     assert r.syncer.not_ready() == []
     unready: list[list[str]] = []
     r.poller.add_cycle_hook(lambda _report: unready.append(r.syncer.not_ready()))
-    r.store.reset_counts()
+    r.source.reset_counts()
 
     # keep only client.properties, with one more static property and a shorter stale_after
     kept = data["outputs"][0]
@@ -423,7 +423,7 @@ async def test_reload_keeps_values_and_readiness_and_unmanages_removed_outputs(
         lambda: b"client.id=after-reload" in (content(kafka_file) or b""), 10, "re-rendered"
     )
 
-    assert r.store.count("GetSecretValue") == 0  # the values in memory were kept
+    assert r.source.count("GetSecretValue") == 0  # the values in memory were kept
     assert r.reloader.reloads == 1 and len(r.reloader.config.outputs) == 1
     await async_wait_until(lambda: unready, 10, "the cycle after the reload to end")
     assert all(paths == [] for paths in unready)
@@ -459,7 +459,7 @@ async def test_wake_starts_a_cycle_at_once(tmp_path: Path, run_inproc: Start) ->
         tmp_path / "sync.yaml",
         example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0}),
     )
-    r = await run_inproc(cfg, seeded_store())
+    r = await run_inproc(cfg, seeded_source())
     await async_wait_until(lambda: r.poller.cycles >= 1, 20, "first cycle")
 
     r.poller.wake()
@@ -473,7 +473,7 @@ async def test_sighup_request_reloads_even_when_the_file_is_unchanged(
 ) -> None:
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, NOWHERE))
-    r = await run_inproc(cfg, seeded_store())
+    r = await run_inproc(cfg, seeded_source())
     await async_wait_until(lambda: r.poller.cycles >= 1, 20, "first cycle")
 
     r.reloader.request("sighup")
@@ -499,7 +499,7 @@ async def test_config_symlinked_from_elsewhere_reloads_on_an_edit_of_its_target(
     target = write_yaml(tmp_path / "real" / "sync.yaml", data)
     link = tmp_path / "etc" / "sync.yaml"
     link.symlink_to(target)
-    r = await run_inproc(link, seeded_store())
+    r = await run_inproc(link, seeded_source())
     await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
 
     # a settled watch: the edit cannot be caught by the check made when it is (re)built
@@ -517,7 +517,7 @@ async def test_a_reload_that_adds_a_path_held_elsewhere_is_refused(
     out = tmp_path / "out"
     data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
     cfg = write_yaml(tmp_path / "sync.yaml", data)
-    r = await run_inproc(cfg, seeded_store(), watch=False)
+    r = await run_inproc(cfg, seeded_source(), watch=False)
     await async_wait_until(lambda: r.poller.cycles >= 1, 20, "first cycle")
 
     held = out / "held.properties"

@@ -1,7 +1,7 @@
 """metrics.web_config: HTTPS, client certificates and basic auth, against real TLS clients.
 
 Certificates are made per test (tests/support/certs.py); the server is a real
-MetricsServer on an ephemeral loopback port; clients are aiohttp and the
+MonitoringServer on an ephemeral loopback port; clients are aiohttp and the
 standard library's ssl, with right and wrong credentials and certificates.
 """
 
@@ -22,15 +22,15 @@ import aiohttp
 import bcrypt
 import pytest
 
-from secretsync.config import ConfigError, parse_config
-from secretsync.config_sections import MetricsConfig
+from secretsync.config.model import ConfigError, parse_config
+from secretsync.config.sections import MetricsConfig
 from secretsync.metrics import Metrics
-from secretsync.server import MetricsServer, MetricsServerError, Probes, ServerLimits
-from secretsync.websec import TLS_CHECK_INTERVAL_S, web_security
+from secretsync.serve.server import MonitoringServer, MonitoringServerError, Probes, ServerLimits
+from secretsync.serve.websec import TLS_CHECK_INTERVAL_S, web_security
 from tests.conftest import free_port, write_yaml
 from tests.support.certs import Ca, Pair, client_context, common_name, make_ca
 from tests.support.inproc import Start
-from tests.support.memstore import MemoryStore
+from tests.support.memsource import MemorySource
 from tests.support.wait import async_wait_until
 
 PASSWORD = "CANARY-scrape-pw-4e1"
@@ -56,9 +56,9 @@ def tls(pair: Pair, **extra: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def serving(metrics: dict[str, Any], **kwargs: Any) -> AsyncIterator[MetricsServer]:
+async def serving(metrics: dict[str, Any], **kwargs: Any) -> AsyncIterator[MonitoringServer]:
     config = MetricsConfig.model_validate({"listen": "127.0.0.1:0", **metrics})
-    server = MetricsServer(
+    server = MonitoringServer(
         Metrics(),
         PROBES,
         host="127.0.0.1",
@@ -339,7 +339,7 @@ async def test_tls_files_that_cannot_be_used_stop_the_start_naming_the_field(
         (server_pair.cert, mismatched.key, "KEY_VALUES_MISMATCH"),
     ):
         web = {"tls_server_config": {"cert_file": str(cert), "key_file": str(key)}}
-        with pytest.raises(MetricsServerError) as caught:
+        with pytest.raises(MonitoringServerError) as caught:
             async with serving({"web_config": web}):
                 pass
         message = str(caught.value)
@@ -399,7 +399,7 @@ def test_the_default_listen_address_is_loopback() -> None:
 async def test_a_reload_turns_on_tls_and_auth_and_a_broken_certificate_is_refused(
     ca: Ca, server_pair: Pair, tmp_path: Path, run_inproc: Start
 ) -> None:
-    store = MemoryStore()
+    store = MemorySource()
     store.put("app/s", {"k": "v"})
     port = free_port()
     data: dict[str, Any] = {

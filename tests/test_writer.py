@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from secretsync.files import WriteError
-from secretsync.journal import Journal
-from secretsync.locks import LockHeld, LockRefused, OutputLock
 from secretsync.metrics import Metrics
+from secretsync.output.files import WriteError
+from secretsync.output.journal import Journal
+from secretsync.output.locks import LockHeld, LockRefused, OutputLock
+from secretsync.output.writer import OutputWriter
 from secretsync.state import OutputState, WrittenFile
-from secretsync.writer import OutputWriter
 from tests.support.harness import config_data, make_config
 from tests.support.wait import async_wait_until
 
@@ -57,7 +57,7 @@ async def test_a_write_in_flight_finishes_and_is_recorded_when_its_caller_is_can
     data = config_data(tmp_path)
     data["notify"] = {"app": {"command": ["true"]}}
     data["outputs"][0]["notify"] = ["app"]
-    from secretsync.config import parse_config  # noqa: PLC0415
+    from secretsync.config.model import parse_config  # noqa: PLC0415
 
     out = parse_config(data).outputs[0]
     journal = SlowJournal()
@@ -230,7 +230,7 @@ async def test_a_journal_that_cannot_be_written_costs_crash_safety_not_the_write
     data = config_data(tmp_path)
     data["notify"] = {"app": {"command": ["true"]}}
     data["outputs"][0]["notify"] = ["app"]
-    from secretsync.config import parse_config  # noqa: PLC0415
+    from secretsync.config.model import parse_config  # noqa: PLC0415
 
     out = parse_config(data).outputs[0]
     journal = Journal()

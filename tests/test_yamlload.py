@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from secretsync import yamlload
-from secretsync.config import ConfigError, load_config
-from secretsync.yamlload import (
+from secretsync.config import loader as yamlload
+from secretsync.config.loader import (
     MAX_CONFIG_BYTES,
     MAX_CONFIG_CHARS,
     MAX_CONFIG_NODES,
@@ -19,6 +18,7 @@ from secretsync.yamlload import (
     load_yaml,
     read_config_text,
 )
+from secretsync.config.model import ConfigError, load_config
 from tests.conftest import REPO
 
 MEMORY_LIMIT_BYTES = 512 * 1024 * 1024

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from secretsync import DEFAULT_CONFIG_PATH, LOG_LEVELS, __version__
+from secretsync.exitcodes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
-    from secretsync.config import Config
-    from secretsync.health import ClientOptions
-    from secretsync.plan import PlannedOutput
-    from secretsync.signals import SignalCapture
+    from secretsync.config.model import Config
+    from secretsync.runtime.signals import SignalCapture
+    from secretsync.serve.client import ClientOptions
+    from secretsync.sync.plan import PlannedOutput
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 T = TypeVar("T")
 LOG_FORMATS = ("auto", "json", "console")
 # option → (environment variable, allowed values, default); the option wins over the variable
@@ -95,7 +95,7 @@ def _default_config() -> str:
 
 def _positive_duration(text: str) -> float:
     """argparse type: a duration > 0 (``15s``, ``1m``, ``1m30s``, …)."""
-    from secretsync.config_types import DURATION_HELP, parse_duration  # noqa: PLC0415
+    from secretsync.config.fields import DURATION_HELP, parse_duration  # noqa: PLC0415
 
     try:
         value = parse_duration(text)
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from secretsync import logs  # noqa: PLC0415 (check, health and demo print, not log)
 
         logs.configure(args.log_level, args.log_format)
-        from secretsync.signals import capture_signals  # noqa: PLC0415
+        from secretsync.runtime.signals import capture_signals  # noqa: PLC0415
 
         # before any config read or network call: SIGHUP must never kill us
         with capture_signals() as signals:
@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> int:
     """Run the chosen subcommand and return its exit code."""
     if args.command == "demo":
-        from secretsync.demo import run_demo  # noqa: PLC0415
+        from secretsync.demo.command import run_demo  # noqa: PLC0415
 
         return run_demo(args.dir, rotate_every_s=args.rotate_every, port=args.port)
     config_path = Path(getattr(args, "config", None) or _default_config())
@@ -303,7 +303,7 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
         if args.command == "health":
             return _health(args.url, config_path, config, options)
         return _status(args.url, config, options, as_json=args.json)
-    from secretsync.config import ConfigError, load_config  # noqa: PLC0415
+    from secretsync.config.model import ConfigError, load_config  # noqa: PLC0415
 
     try:
         config = load_config(config_path)
@@ -315,7 +315,7 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
     if args.command == "check":
         return _check(config, config_path, args)
     assert signals is not None
-    from secretsync.startup import StartupError  # noqa: PLC0415
+    from secretsync.runtime.startup import StartupError  # noqa: PLC0415
 
     try:
         if args.command == "once":
@@ -329,7 +329,7 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
 
 
 def _check(config: Config, config_path: Path, args: argparse.Namespace) -> int:
-    from secretsync.awsenv import resolve_region  # noqa: PLC0415
+    from secretsync.source.region import resolve_region  # noqa: PLC0415
 
     if resolve_region(config.aws.region) is None:
         missing = "no AWS region: set aws.region, AWS_REGION or a region in the AWS config file"
@@ -357,10 +357,10 @@ def _check(config: Config, config_path: Path, args: argparse.Namespace) -> int:
 
 
 def _check_online(config: Config, config_path: Path, args: argparse.Namespace, summary: str) -> int:
-    """``check --online``: read-only calls to AWS (see :mod:`secretsync.preflight`)."""
+    """``check --online``: read-only calls to AWS (see :mod:`secretsync.runtime.check`)."""
     from secretsync import logs  # noqa: PLC0415
-    from secretsync.awsenv import resolve_region  # noqa: PLC0415
-    from secretsync.preflight import PreflightError, check_online  # noqa: PLC0415
+    from secretsync.runtime.check import PreflightError, check_online  # noqa: PLC0415
+    from secretsync.source.region import resolve_region  # noqa: PLC0415
 
     # anything logged on the way (the SDK, the redactor) goes to stderr, never stdout
     logs.configure(args.log_level, "json" if _json_errors(args) else "console")
@@ -392,7 +392,7 @@ def _check_online(config: Config, config_path: Path, args: argparse.Namespace, s
 def _config_if_readable(config_path: Path) -> Config | None:
     """The config, or None when it is missing or broken: the health check must not fail
     for that (it falls back to the default address)."""
-    from secretsync.config import ConfigError, load_config  # noqa: PLC0415
+    from secretsync.config.model import ConfigError, load_config  # noqa: PLC0415
 
     try:
         return load_config(config_path)
@@ -407,7 +407,7 @@ def _client_options(args: argparse.Namespace, config: Config | None) -> ClientOp
     """
     import getpass  # noqa: PLC0415
 
-    from secretsync.health import ClientOptions  # noqa: PLC0415
+    from secretsync.serve.client import ClientOptions  # noqa: PLC0415
 
     tls = config.metrics.web_config.tls_server_config if config is not None else None
     user = args.user or os.environ.get("SECRETSYNC_USER") or None
@@ -435,7 +435,7 @@ def _https(config: Config | None) -> bool:
 def _health(
     url: str | None, config_path: Path, config: Config | None, options: ClientOptions
 ) -> int:
-    from secretsync.health import check_health, health_url  # noqa: PLC0415
+    from secretsync.serve.client import check_health, health_url  # noqa: PLC0415
 
     if url is None:
         if config is None:  # a missing or broken config: the default address
@@ -459,8 +459,8 @@ def _status(
 ) -> int:
     import json  # noqa: PLC0415
 
-    from secretsync.health import fetch_json, status_url  # noqa: PLC0415
-    from secretsync.status import format_table, healthy  # noqa: PLC0415
+    from secretsync.serve.client import fetch_json, status_url  # noqa: PLC0415
+    from secretsync.serve.status import format_table, healthy  # noqa: PLC0415
 
     if url is None:
         listen = config.metrics.listen if config is not None else None
@@ -474,13 +474,13 @@ def _status(
 
 
 async def _once(config: Config, signals: SignalCapture, *, notify: bool) -> int:
-    from secretsync.oneshot import run_once  # noqa: PLC0415
+    from secretsync.runtime.once import run_once  # noqa: PLC0415
 
     return await run_once(config, signals, notify=notify)
 
 
 def _dry_run(config: Config) -> int:
-    from secretsync.oneshot import dry_run  # noqa: PLC0415
+    from secretsync.runtime.once import dry_run  # noqa: PLC0415
 
     return _print_plan(_asyncio_run(dry_run(config)))
 
@@ -516,8 +516,8 @@ def _one_line(text: str) -> str:
 
 
 async def _run(config: Config, config_path: Path, signals: SignalCapture, *, watch: bool) -> int:
-    from secretsync.runtime import Runtime  # noqa: PLC0415
-    from secretsync.sdnotify import SdNotifier  # noqa: PLC0415
+    from secretsync.runtime.run import Runtime  # noqa: PLC0415
+    from secretsync.runtime.sdnotify import SdNotifier  # noqa: PLC0415
 
     sd = SdNotifier.from_environ()  # no-op unless started by systemd with Type=notify
     return await Runtime(config_path, config, signals, watch=watch, sd=sd).run()

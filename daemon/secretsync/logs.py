@@ -30,6 +30,7 @@ from typing import Any, Literal, TextIO
 import structlog
 
 from secretsync import LOG_LEVELS
+from secretsync.escapes import jaas_quote
 
 LogFormat = Literal["auto", "json", "console"]
 LEVELS = LOG_LEVELS
@@ -45,8 +46,6 @@ REDACT_MAX_STRINGS_PER_SECRET = 16_384
 def _escapers() -> list[Callable[[str], str]]:
     """The escaped forms a value takes in our outputs, quotes and reprs, likeliest first."""
     import javaproperties  # noqa: PLC0415 (only once a secret is held)
-
-    from secretsync.derive import jaas_quote  # noqa: PLC0415 (derive imports config)
 
     def jaas(text: str) -> str:
         return jaas_quote(text)[1:-1]  # a password inside sasl.jaas.config

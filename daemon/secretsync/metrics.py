@@ -7,8 +7,8 @@ Next to the ``secretsync_*`` families the registry carries the standard
 ``process_*`` and ``python_*`` collectors (memory, CPU, fds, start time, GC).
 
 It imports only prometheus_client and the standard library (no aiohttp); the
-HTTP server that exposes the metrics is :mod:`secretsync.server`, and the
-client of ``/healthz`` is :mod:`secretsync.health`.
+HTTP server that exposes the metrics is :mod:`secretsync.serve.server`, and the
+client of ``/healthz`` is :mod:`secretsync.serve.client`.
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from secretsync.config import OutputConfig
-from secretsync.render import SecretValue
-from secretsync.store import SourceError
+from secretsync.config.model import OutputConfig
+from secretsync.source.protocol import SecretValue, SourceError
 
 
 @dataclass
@@ -42,7 +41,7 @@ class OutputState:
 
     config: OutputConfig
     last_bytes: bytes | None = None  # what we last wrote or confirmed on disk
-    synced_at: float | None = None  # wall time the output was last confirmed current
+    confirmed_at: float | None = None  # wall time the output was last confirmed current
     written_at: float | None = None  # wall time its content last changed on disk
     versions: dict[str, str] = field(default_factory=dict)  # secret id → version rendered
     ok: bool = False  # the last attempt succeeded

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from secretsync.derive import jaas_config
+from secretsync.output.derive import jaas_config
 from tests.conftest import KAFKA_ID, REPO, Daemon, Moto, example_config, write_yaml
 from tests.support.kafka import KAFKA_4, ApiKey, Broker, JavaProgram, client_classpath
 from tests.support.wait import wait_until

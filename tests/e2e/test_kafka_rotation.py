@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from secretsync.derive import jaas_config
+from secretsync.output.derive import jaas_config
 from tests.conftest import KAFKA_ID, Daemon, Moto, example_config, write_yaml
 from tests.e2e.conftest import REAUTH_MS
 from tests.support.kafka import (

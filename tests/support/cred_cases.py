@@ -13,8 +13,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from secretsync.config import OutputConfig, parse_config
-from secretsync.render import SecretValue
+from secretsync.config.model import OutputConfig, parse_config
+from secretsync.source.protocol import SecretValue
 
 KAFKA_ID = "confluent/kafka-api-key"
 SR_ID = "confluent/sr-api-key"

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secretsync.config import Config, parse_config
+from secretsync.config.model import Config, parse_config
 from secretsync.metrics import Metrics
-from secretsync.syncer import NotifySink, Syncer
-from secretsync.writer import OutputWriter
+from secretsync.output.writer import OutputWriter
+from secretsync.sync.syncer import NotifySink, Syncer
 from tests.conftest import KAFKA_ID, SR_ID, example_config, kafka_secret, sr_secret
-from tests.support.memstore import MemoryStore
+from tests.support.memsource import MemorySource
 
 NOWHERE = "http://127.0.0.1:9"  # an endpoint no test talks to (the store is in memory)
 
@@ -46,8 +46,8 @@ def make_config(out: Path, **overrides: Any) -> Config:
     return parse_config(config_data(out, **overrides))
 
 
-def seeded_store() -> MemoryStore:
-    store = MemoryStore()
+def seeded_source() -> MemorySource:
+    store = MemorySource()
     store.put(KAFKA_ID, kafka_secret())
     store.put(SR_ID, sr_secret())
     return store
@@ -58,7 +58,7 @@ class Rig:
     syncer: Syncer
     writer: OutputWriter
     metrics: Metrics
-    store: MemoryStore
+    source: MemorySource
 
     def sample(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -66,7 +66,7 @@ class Rig:
 
 def rig(
     config: Config,
-    store: MemoryStore,
+    store: MemorySource,
     *,
     notifier: NotifySink | None = None,
     **kwargs: Any,

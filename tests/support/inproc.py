@@ -14,22 +14,22 @@ from typing import Any
 
 import pytest
 
-from secretsync.config import load_config
+from secretsync.config.model import load_config
 from secretsync.metrics import Metrics
-from secretsync.poller import Poller
-from secretsync.reload import Reloader
-from secretsync.runtime import Runtime
-from secretsync.signals import SignalCapture
-from secretsync.syncer import Syncer
-from secretsync.watch import Watcher
-from tests.support.memstore import MemoryStore
+from secretsync.runtime.reload import Reloader
+from secretsync.runtime.run import Runtime
+from secretsync.runtime.signals import SignalCapture
+from secretsync.runtime.watch import Watcher
+from secretsync.sync.poller import Poller
+from secretsync.sync.syncer import Syncer
+from tests.support.memsource import MemorySource
 from tests.support.wait import async_wait_until
 
 
 @dataclass
 class Running:
     runtime: Runtime
-    store: MemoryStore
+    source: MemorySource
     task: asyncio.Task[int]
 
     @property
@@ -73,10 +73,10 @@ async def run_inproc() -> AsyncIterator[Start]:
     """``await run_inproc(config_path, store, **runtime_kwargs)``; stopped at teardown."""
     started: list[Running] = []
 
-    async def start(config_path: Path, store: MemoryStore, **kwargs: Any) -> Running:
+    async def start(config_path: Path, store: MemorySource, **kwargs: Any) -> Running:
         kwargs.setdefault("serve_metrics", False)
         runtime = Runtime(
-            config_path, load_config(config_path), SignalCapture(), store=store, **kwargs
+            config_path, load_config(config_path), SignalCapture(), source=store, **kwargs
         )
         task = asyncio.create_task(runtime.run())
         running = Running(runtime, store, task)

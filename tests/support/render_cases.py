@@ -14,8 +14,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from secretsync.config import OutputConfig, parse_config
-from secretsync.render import SecretValue, env_key, is_dangerous_env_name
+from secretsync.config.model import OutputConfig, parse_config
+from secretsync.output.render import env_key, is_dangerous_env_name
+from secretsync.source.protocol import SecretValue
 
 SECRET_ID = "app/kafka-client"
 FORMATS = ("properties", "json", "env")

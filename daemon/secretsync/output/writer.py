@@ -1,0 +1,301 @@
+"""The output writer: the one owner of every write to an output file.
+
+It holds the per-output lock files (one writer per output), resolves each
+output's directory once, sweeps our stale temp files, and performs writes and
+drift repairs one at a time per output. Every write and repair first makes
+sure the output's lock is held (:meth:`OutputLock.ensure`): a lock that could
+not be taken at start (a read-only volume) is taken before the first write
+that succeeds, and a lock file replaced under us is taken again, or the write
+is refused. A journal that cannot record a write costs that notification's
+crash-safety, never the write.
+
+A write runs in a thread (fsync can take a while) inside a task that is
+shielded from cancellation: once started, it finishes, and what it wrote is
+committed (``last_bytes``, metrics, the notification journal, the
+``on_written`` callback) even if the cycle that asked for it is cancelled by a
+shutdown. :meth:`drain` waits for those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from secretsync import logs
+from secretsync.metrics import Metrics
+from secretsync.output.files import (
+    WriteError,
+    WriteResult,
+    real_dir,
+    resolve_gid,
+    resolve_uid,
+    sweep_temps,
+    write_error,
+    write_if_changed,
+)
+from secretsync.output.journal import Journal, JournalError, digest_of
+from secretsync.output.locks import LockRefused, OutputLock, check_open_files
+from secretsync.state import OutputState, WrittenFile
+
+WrittenCallback = Callable[[WrittenFile], None]
+
+
+class OutputWriter:
+    """Writes outputs. ``journal`` records pending notifications before each rename;
+    ``on_written`` receives every file whose content changed. No I/O in the constructor."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        journal: Journal | None = None,
+        on_written: WrittenCallback | None = None,
+        locking: bool = True,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.metrics = metrics
+        self.journal = journal
+        self.on_written = on_written
+        self.locking = locking
+        self._wall = wall_clock
+        self._locks: dict[Path, OutputLock] = {}
+        self._dirs: dict[Path, Path] = {}
+        self._mutex: dict[Path, asyncio.Lock] = {}
+        self._inflight: set[asyncio.Task[WrittenFile | None]] = set()
+        self._log = logs.get_logger()
+        self.writes = 0
+        self.repairs = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"OutputWriter(managed={len(self._dirs)}, writes={self.writes}, "
+            f"repairs={self.repairs}, in_flight={len(self._inflight)})"
+        )
+
+    # -- what is managed -------------------------------------------------------------------
+
+    def directory(self, path: Path) -> Path:
+        """The real directory of a managed output (resolved when management started)."""
+        found = self._dirs.get(path)
+        return found if found is not None else real_dir(path)
+
+    def manage(self, paths: Iterable[Path]) -> list[Path]:
+        """Start managing ``paths``: resolve directories, take their locks, sweep old temps.
+
+        All or nothing: if one lock is refused (held by another process, not a
+        regular file, or more outputs than the open-files limit allows, see
+        :func:`check_open_files`), the locks taken by this call are released and
+        LockRefused is raised. A lock that cannot be made because the directory
+        cannot be written is not a refusal: it is logged, and taken before the
+        first write. Blocking (call it in a thread from the loop). Returns the
+        newly managed paths.
+        """
+        new = [p for p in dict.fromkeys(paths) if p not in self._dirs]
+        if self.locking and new:
+            check_open_files(len(self._locks) + len(new))
+        taken: list[OutputLock] = []
+        dirs = {path: real_dir(path) for path in new}
+        try:
+            for path in new:
+                lock = OutputLock(path, dirs[path])
+                if self.locking:
+                    try:
+                        lock.acquire()
+                    except LockRefused:
+                        raise
+                    except OSError as exc:
+                        # not a conflict: the directory cannot be written now (a
+                        # read-only volume); the lock is taken before the first write
+                        self._log.warning(
+                            "output_lock_unavailable",
+                            path=str(path),
+                            error=exc.strerror,
+                            retry="before each write",
+                        )
+                    else:
+                        taken.append(lock)
+                self._locks[path] = lock
+        except BaseException:
+            for lock in taken:
+                lock.release()
+            for path in new:
+                self._locks.pop(path, None)
+            raise
+        by_dir: dict[Path, list[str]] = {}
+        for path in new:
+            self._dirs[path] = dirs[path]
+            if self._locks[path].held or not self.locking:
+                by_dir.setdefault(dirs[path], []).append(path.name)
+        for directory, names in by_dir.items():  # one listing per directory, not per output
+            removed = sweep_temps(directory, names)
+            if removed:
+                self._log.warning(
+                    "stale_temp_files_removed", directory=str(directory), count=len(removed)
+                )
+        return new
+
+    def unmanage(self, paths: Iterable[Path]) -> None:
+        """Stop managing ``paths`` (removed by a reload): release their locks."""
+        for path in paths:
+            self._dirs.pop(path, None)
+            lock = self._locks.pop(path, None)
+            if lock is not None:
+                lock.release()
+
+    def close(self) -> None:
+        """Release every lock (at exit)."""
+        self.unmanage(list(self._dirs))
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def _mutex_for(self, path: Path) -> asyncio.Lock:
+        return self._mutex.setdefault(path, asyncio.Lock())
+
+    def _ensure_lock(self, path: Path) -> str | None:
+        """Make sure ``path``'s lock is held before writing it (blocking); see
+        :meth:`OutputLock.ensure`. Raises WriteError (reason ``locked``, or the errno
+        when the lock file cannot be made, as the write could not be either)."""
+        lock = self._locks.get(path)
+        if not self.locking or lock is None:
+            return None
+        try:
+            how = lock.ensure()
+        except LockRefused as exc:
+            raise WriteError(path, "locked", f"not written: {exc}") from None
+        except OSError as exc:
+            # the write would fail the same way (a read-only or unreachable directory)
+            raise write_error(path, lock.directory, exc) from None
+        if how == "taken":
+            sweep_temps(lock.directory, [path.name])  # ours to sweep only now
+        return how
+
+    def _report(self, path: Path, lock: str | None, result: WriteResult | None) -> None:
+        if lock == "taken":
+            self._log.info("output_lock_taken", path=str(path), when="before a write")
+        elif lock == "retaken":
+            self._log.warning("output_lock_replaced", path=str(path), action="lock taken again")
+        if result is not None and result.removed is not None:
+            self._log.warning("output_non_file_removed", path=str(path), kind=result.removed)
+
+    async def write(
+        self, state: OutputState, data: bytes, versions: dict[str, str]
+    ) -> WrittenFile | None:
+        """Make ``state``'s file hold ``data``; return the WrittenFile if its content changed.
+
+        Raises WriteError (the old file stays). Cancelling the caller does not
+        stop a write that has started: it completes and is committed.
+        """
+        task = asyncio.ensure_future(self._write_and_commit(state, data, versions))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    async def _write_and_commit(
+        self, state: OutputState, data: bytes, versions: dict[str, str]
+    ) -> WrittenFile | None:
+        out = state.config
+        uid, gid = resolve_uid(out.owner), resolve_gid(out.group)
+        digest = digest_of(data)
+        directory = self.directory(out.path)
+        journal, targets = self.journal, tuple(out.notify)
+        journal_failed: list[JournalError] = []
+        lock: list[str | None] = [None]
+
+        def record(_inode: int) -> None:
+            if journal is not None and targets:
+                try:
+                    journal.record(out.path, directory, digest, targets, state.initial)
+                except JournalError as exc:
+                    journal_failed.append(exc)  # the write goes on: it matters more
+
+        def locked_write() -> WriteResult:
+            lock[0] = self._ensure_lock(out.path)
+            return write_if_changed(
+                out.path,
+                data,
+                mode=out.mode,
+                uid=uid,
+                gid=gid,
+                directory=directory,
+                before_replace=record,
+            )
+
+        async with self._mutex_for(out.path):
+            try:
+                result: WriteResult = await asyncio.to_thread(locked_write)
+            finally:
+                self._report(out.path, lock[0], None)
+            # committed under the mutex: a repair that runs next compares with these bytes
+            state.last_bytes, state.versions = data, dict(versions)
+        self._report(out.path, None, result)
+        for exc in journal_failed:
+            self._log.warning(
+                "notify_journal_failed",
+                path=str(out.path),
+                error=str(exc),
+                effect="written; a crash before its targets are told loses the notification",
+            )
+        if result.fixed_attrs:
+            self._log.info("file_attrs_fixed", path=str(out.path))
+        if not result.did_render:
+            return None
+        self.writes += 1
+        state.written_at = self._wall()
+        self.metrics.file_writes.labels(path=str(out.path)).inc()
+        self._log.info("file_written", path=str(out.path), format=out.format, size=len(data))
+        written = WrittenFile(out.path, targets, state.initial, digest)
+        if self.on_written is not None:
+            self.on_written(written)
+        return written
+
+    async def repair(self, state: OutputState) -> bool:
+        """Restore the file from the last bytes written if someone else changed it.
+
+        Content, mode and owner are all put back (a chmod by someone else is
+        drift too). No AWS call, nobody notified. Returns True when a repair
+        was needed; False for a file never written or already right (e.g. the
+        event came from our own atomic write). Raises WriteError.
+        """
+        out = state.config
+        if state.last_bytes is None or out.path not in self._dirs:
+            return False
+        uid, gid = resolve_uid(out.owner), resolve_gid(out.group)
+        directory = self.directory(out.path)
+        # a pending journal record stays valid: the bytes put back have its digest
+        async with self._mutex_for(out.path):
+            # compared under the mutex: a write that has just renamed new content into
+            # place committed last_bytes before releasing it, so it is never undone
+            if state.last_bytes is None or out.path not in self._dirs:
+                return False
+            data = state.last_bytes
+            lock: list[str | None] = [None]
+
+            def locked_repair() -> WriteResult:
+                lock[0] = self._ensure_lock(out.path)
+                return write_if_changed(
+                    out.path, data, mode=out.mode, uid=uid, gid=gid, directory=directory
+                )
+
+            try:
+                result = await asyncio.shield(asyncio.to_thread(locked_repair))
+            finally:
+                self._report(out.path, lock[0], None)
+        self._report(out.path, None, result)
+        if not (result.did_render or result.fixed_attrs):
+            return False
+        self.repairs += 1
+        self.metrics.drift_repairs.labels(path=str(out.path)).inc()
+        self._log.warning(
+            "drift_repaired", path=str(out.path), what="content" if result.did_render else "attrs"
+        )
+        return True
+
+    async def drain(self) -> None:
+        """Wait until every write in flight has finished and been committed."""
+        while self._inflight:
+            await asyncio.wait(set(self._inflight))
+
+
+__all__ = ["OutputWriter", "WriteError"]

@@ -1,0 +1,131 @@
+"""``secretsync once``: sync every output once, tell the targets, exit.
+
+It takes the outputs' locks like the daemon (a path held by a running
+``secretsync run`` is refused: exit 2, nothing written), delivers any
+notification a crashed run left pending, runs one cycle, and flushes the
+notifications without waiting for ``settle`` (the pass is complete). The dry
+run (:func:`dry_run`) takes no lock and writes nothing.
+
+A stop signal cancels the work: writes already started finish, notifications
+due are delivered within ``shutdown_timeout``, and the exit code is
+128 + the signal number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING
+
+from secretsync.config.model import Config
+from secretsync.exitcodes import EXIT_FAILURE, EXIT_OK, stopped_by
+from secretsync.metrics import Metrics
+from secretsync.output.journal import Journal
+from secretsync.output.locks import LockRefused
+from secretsync.output.writer import OutputWriter
+from secretsync.runtime.signals import SignalCapture
+from secretsync.runtime.startup import StartupError, current_digest, state_dir_of
+from secretsync.source.protocol import SecretSource, SourceError
+from secretsync.source.region import resolve_region
+from secretsync.sync.syncer import Syncer
+
+if TYPE_CHECKING:
+    from secretsync.notify.notifier import Notifier
+    from secretsync.sync.plan import PlannedOutput
+
+
+@contextlib.asynccontextmanager
+async def _source(
+    config: Config, metrics: Metrics, source: SecretSource | None
+) -> AsyncIterator[SecretSource]:
+    if source is not None:
+        yield source
+        return
+    from secretsync.source.secretsmanager import open_source  # noqa: PLC0415 (the AWS stack is heavy)
+
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            opened = await open_source(
+                stack, config.aws, metrics, region=resolve_region(config.aws.region)
+            )
+        except SourceError as exc:
+            raise StartupError(str(exc)) from None
+        yield opened
+
+
+async def dry_run(config: Config, *, source: SecretSource | None = None) -> list[PlannedOutput]:
+    """What ``once`` would write (keys only); no lock taken, nothing written."""
+    from secretsync.sync.plan import plan  # noqa: PLC0415
+
+    metrics = Metrics()
+    async with _source(config, metrics, source) as secrets:
+        writer = OutputWriter(metrics, locking=False)
+        return await plan(Syncer(config, secrets, writer, metrics=metrics))
+
+
+async def run_once(
+    config: Config,
+    signals: SignalCapture,
+    *,
+    notify: bool = True,
+    source: SecretSource | None = None,
+    metrics: Metrics | None = None,
+) -> int:
+    """Sync every output once. Returns 0 when all are current, 1 when one is not,
+    128 + signal when stopped by a signal. Raises StartupError (exit 2)."""
+    metrics = metrics or Metrics()
+    notifier: Notifier | None = None
+    journal: Journal | None = None
+    if notify and config.notify:
+        # the notifier machinery (targets, /proc scans, HTTP) only when there is a target
+        from secretsync.notify.notifier import Notifier  # noqa: PLC0415
+
+        journal = Journal(state_dir_of(config))
+    writer = OutputWriter(metrics, journal=journal)
+    if journal is not None:
+        notifier = Notifier(config, metrics=metrics, journal=journal, directory_of=writer.directory)
+    paths = [o.path for o in config.outputs]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals.attach(loop, lambda _signum, _forced: stop.set(), lambda: None)
+    try:
+        try:
+            await asyncio.to_thread(writer.manage, paths)
+        except LockRefused as exc:
+            raise StartupError(str(exc)) from None
+        async with _source(config, metrics, source) as secrets:
+            syncer = Syncer(config, secrets, writer, metrics=metrics, notifier=notifier)
+            writer.on_written = syncer.on_written
+            if notifier is not None:
+                await asyncio.to_thread(notifier.replay, paths, current_digest)
+            stopped = await _until_stopped(syncer.cycle(), stop)
+            await writer.drain()
+            syncer.submit_written()
+            if notifier is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(notifier.flush(), config.shutdown_timeout_s)
+                await notifier.close()
+            if stopped or signals.stop_requested:
+                return stopped_by(signals.stop_signal)
+            return EXIT_OK if syncer.all_current() else EXIT_FAILURE
+    finally:
+        signals.detach()
+        writer.close()
+
+
+async def _until_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first; True when stopped."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()
+        return False
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return True
