@@ -24,6 +24,7 @@ lint: $(STAMP) $(BIN)/actionlint
 	$(BIN)/ruff check daemon tests bench packaging
 	$(BIN)/ruff format --check daemon tests bench packaging
 	$(BIN)/actionlint .github/workflows/*.yml
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -45,7 +45,6 @@ def syncer_for(config: Config, source: SecretsManagerSource, writers: list[Outpu
     writer = OutputWriter(metrics)
     writers.append(writer)
     syncer = Syncer(config, source, writer, metrics=metrics)
-    writer.on_written = syncer.on_written
     writer.manage([o.path for o in config.outputs])
     return syncer
 

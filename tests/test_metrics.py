@@ -88,7 +88,6 @@ async def polling(
     writer = OutputWriter(metrics)
     async with source:
         syncer = Syncer(config, source, writer, metrics=metrics)
-        writer.on_written = syncer.on_written
         writer.manage([o.path for o in config.outputs])
         try:
             yield syncer

@@ -89,7 +89,6 @@ async def test_after_an_outage_of_any_length_the_first_check_comes_within_one_po
         try:
             # UpperBound: every jitter at its maximum, the longest waits the daemon can draw
             syncer = Syncer(config, source, writer, metrics=metrics, clock=clock, rng=UpperBound())
-            writer.on_written = syncer.on_written
             writer.manage([o.path for o in config.outputs])
             schedule = Schedule(Poller(syncer, clock=clock, rng=UpperBound()), clock)
             await schedule.step()

@@ -128,7 +128,6 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
     writer = OutputWriter(metrics)
     async with source:
         agent = Syncer(config, source, writer, metrics=metrics)
-        writer.on_written = agent.on_written
         writer.manage([o.path for o in config.outputs])
         probes = Probes(
             last_poll_started=lambda: agent.last_cycle_started,
@@ -356,26 +355,6 @@ async def test_a_flood_of_bad_requests_is_summarised_not_logged_each(
     assert shed[0]["level"] == "debug"
     out, err = capfd.readouterr()
     assert "Traceback" not in out + err  # aiohttp's own per-request error log is silenced
-
-
-# -- the process -----------------------------------------------------------------------------
-
-
-async def test_start_raises_the_soft_fd_limit_to_the_hard_limit(log_buffer: io.StringIO) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard < 300:
-        pytest.skip(f"hard RLIMIT_NOFILE is {hard}")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    srv = MonitoringServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0)
-    try:
-        await srv.start()
-        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
-    finally:
-        await srv.stop()
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
-    [logged] = [e for e in events if e["event"] == "fd_limit"]
-    assert (logged["soft_before"], logged["soft"], logged["hard"]) == (256, hard, hard)
 
 
 # -- many scrapers of a big daemon ------------------------------------------------------------

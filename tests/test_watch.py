@@ -424,7 +424,7 @@ async def test_reload_keeps_values_and_readiness_and_unmanages_removed_outputs(
     )
 
     assert r.source.count("GetSecretValue") == 0  # the values in memory were kept
-    assert r.reloader.reloads == 1 and len(r.reloader.config.outputs) == 1
+    assert r.reloader.reloads == 1 and len(r.runtime.config.outputs) == 1
     await async_wait_until(lambda: unready, 10, "the cycle after the reload to end")
     assert all(paths == [] for paths in unready)
     assert set(r.syncer.secrets) == {KAFKA_ID}  # no longer polled: SR_ID

@@ -18,7 +18,7 @@ from secretsync.output.files import WriteError
 from secretsync.output.journal import Journal
 from secretsync.output.locks import LockHeld, LockRefused, OutputLock
 from secretsync.output.writer import OutputWriter
-from secretsync.state import OutputState, WrittenFile
+from secretsync.state import OutputState
 from tests.support.harness import config_data, make_config
 from tests.support.wait import async_wait_until
 
@@ -61,8 +61,7 @@ async def test_a_write_in_flight_finishes_and_is_recorded_when_its_caller_is_can
 
     out = parse_config(data).outputs[0]
     journal = SlowJournal()
-    seen: list[WrittenFile] = []
-    writer = writers(journal=journal, on_written=seen.append)
+    writer = writers(journal=journal)
     writer.manage([out.path])
     state = OutputState(out)
 
@@ -76,7 +75,9 @@ async def test_a_write_in_flight_finishes_and_is_recorded_when_its_caller_is_can
 
     assert out.path.read_bytes() == b"k=new\n"
     assert state.last_bytes == b"k=new\n" and state.versions == {"s": "v2"}
-    assert [w.path for w in seen] == [out.path]  # handed on, so it will be notified
+    written = writer.take_written()
+    assert [w.path for w in written] == [out.path]  # handed on, so it will be notified
+    assert writer.take_written() == []  # …once
     assert journal.load(out.path, tmp_path) is not None  # …and journaled before the rename
 
 
@@ -236,13 +237,12 @@ async def test_a_journal_that_cannot_be_written_costs_crash_safety_not_the_write
     journal = Journal()
     pending = journal.location(out.path, tmp_path)
     plant(pending, "directory")
-    seen: list[WrittenFile] = []
-    writer = writers(journal=journal, on_written=seen.append)
+    writer = writers(journal=journal)
     writer.manage([out.path])
     written = await writer.write(OutputState(out), b"k=v\n", {"s": "v1"})
 
     assert written is not None and out.path.read_bytes() == b"k=v\n"
-    assert [w.path for w in seen] == [out.path]  # still notified
+    assert [w.path for w in writer.take_written()] == [out.path]  # still notified
     assert (pending / "theirs").read_text() == "kept"
     events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
     failed = [e for e in events if e["event"] == "notify_journal_failed"]

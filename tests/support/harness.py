@@ -75,6 +75,5 @@ def rig(
     metrics = Metrics()
     writer = OutputWriter(metrics)
     syncer = Syncer(config, store, writer, metrics=metrics, notifier=notifier, **kwargs)
-    writer.on_written = syncer.on_written
     writer.manage([o.path for o in config.outputs])
     return Rig(syncer, writer, metrics, store)

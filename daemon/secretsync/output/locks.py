@@ -90,19 +90,14 @@ def lock_name(output_name: str) -> str:
 
 
 def check_open_files(outputs: int) -> None:
-    """Refuse (TooManyOutputs) to hold ``outputs`` locks when the open-files limit cannot
-    also cover :data:`FD_RESERVE`; the soft limit is first raised to the hard limit
-    when that is enough. An unlimited limit always passes."""
+    """Refuse (TooManyOutputs) to hold ``outputs`` locks when the soft open-files limit
+    cannot also cover :data:`FD_RESERVE`. An unlimited limit always passes. The start
+    raises the soft limit to the hard one first (see
+    :func:`~secretsync.runtime.startup.raise_fd_limit`)."""
     needed = outputs + FD_RESERVE
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or needed <= soft:
         return
-    if hard == resource.RLIM_INFINITY or needed <= hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        if soft == resource.RLIM_INFINITY or needed <= soft:
-            return
     raise TooManyOutputs(outputs, needed, soft)
 
 

@@ -330,7 +330,12 @@ def render(output: OutputConfig, values: Mapping[str, SecretValue]) -> bytes:
     and :func:`render_env`); no other exception escapes for anything a secret
     can hold.
     """
-    entries = collect_entries(output, values)
+    return render_entries(output, collect_entries(output, values))
+
+
+def render_entries(output: OutputConfig, entries: Mapping[str, Entry]) -> bytes:
+    """The file's bytes from entries :func:`collect_entries` made (so a caller that also
+    needs the keys collects once). Raises RenderError like :func:`render`."""
     if output.format == "env":
         return render_env(entries, output.secret_ids)
     props = {key: entry.value for key, entry in entries.items()}

@@ -12,7 +12,7 @@ crash-safety, never the write.
 A write runs in a thread (fsync can take a while) inside a task that is
 shielded from cancellation: once started, it finishes, and what it wrote is
 committed (``last_bytes``, metrics, the notification journal, the
-``on_written`` callback) even if the cycle that asked for it is cancelled by a
+list :meth:`take_written` hands over) even if the cycle that asked for it is cancelled by a
 shutdown. :meth:`drain` waits for those.
 """
 
@@ -39,25 +39,26 @@ from secretsync.output.journal import Journal, JournalError, digest_of
 from secretsync.output.locks import LockRefused, OutputLock, check_open_files
 from secretsync.state import OutputState, WrittenFile
 
-WrittenCallback = Callable[[WrittenFile], None]
-
 
 class OutputWriter:
-    """Writes outputs. ``journal`` records pending notifications before each rename;
-    ``on_written`` receives every file whose content changed. No I/O in the constructor."""
+    """Writes outputs. ``journal`` records pending notifications before each rename.
+
+    Every file whose content changed is kept until :meth:`take_written` hands it
+    over (the syncer, once its pass is done), also when the pass that asked for
+    the write was cancelled meanwhile. No I/O in the constructor.
+    """
 
     def __init__(
         self,
         metrics: Metrics,
         *,
         journal: Journal | None = None,
-        on_written: WrittenCallback | None = None,
         locking: bool = True,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.metrics = metrics
         self.journal = journal
-        self.on_written = on_written
+        self._changed: list[WrittenFile] = []
         self.locking = locking
         self._wall = wall_clock
         self._locks: dict[Path, OutputLock] = {}
@@ -246,9 +247,13 @@ class OutputWriter:
         self.metrics.file_writes.labels(path=str(out.path)).inc()
         self._log.info("file_written", path=str(out.path), format=out.format, size=len(data))
         written = WrittenFile(out.path, targets, state.initial, digest)
-        if self.on_written is not None:
-            self.on_written(written)
+        self._changed.append(written)
         return written
+
+    def take_written(self) -> list[WrittenFile]:
+        """The files whose content changed since the last call, in the order written."""
+        taken, self._changed = self._changed, []
+        return taken
 
     async def repair(self, state: OutputState) -> bool:
         """Restore the file from the last bytes written if someone else changed it.

@@ -15,43 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from secretsync.config.model import Config
 from secretsync.exitcodes import EXIT_FAILURE, EXIT_OK, stopped_by
 from secretsync.metrics import Metrics
-from secretsync.output.journal import Journal
-from secretsync.output.locks import LockRefused
 from secretsync.output.writer import OutputWriter
+from secretsync.runtime.compose import Core
 from secretsync.runtime.signals import SignalCapture
-from secretsync.runtime.startup import StartupError, current_digest, state_dir_of
-from secretsync.source.protocol import SecretSource, SourceError
-from secretsync.source.region import resolve_region
+from secretsync.source.protocol import SecretSource
 from secretsync.sync.syncer import Syncer
 
 if TYPE_CHECKING:
-    from secretsync.notify.notifier import Notifier
     from secretsync.sync.plan import PlannedOutput
-
-
-@contextlib.asynccontextmanager
-async def _source(
-    config: Config, metrics: Metrics, source: SecretSource | None
-) -> AsyncIterator[SecretSource]:
-    if source is not None:
-        yield source
-        return
-    from secretsync.source.secretsmanager import open_source  # noqa: PLC0415 (the AWS stack is heavy)
-
-    async with contextlib.AsyncExitStack() as stack:
-        try:
-            opened = await open_source(
-                stack, config.aws, metrics, region=resolve_region(config.aws.region)
-            )
-        except SourceError as exc:
-            raise StartupError(str(exc)) from None
-        yield opened
 
 
 async def dry_run(config: Config, *, source: SecretSource | None = None) -> list[PlannedOutput]:
@@ -59,7 +36,8 @@ async def dry_run(config: Config, *, source: SecretSource | None = None) -> list
     from secretsync.sync.plan import plan  # noqa: PLC0415
 
     metrics = Metrics()
-    async with _source(config, metrics, source) as secrets:
+    async with contextlib.AsyncExitStack() as stack:
+        secrets = await Core(config, metrics, with_notifier=False).open_source(stack, source)
         writer = OutputWriter(metrics, locking=False)
         return await plan(Syncer(config, secrets, writer, metrics=metrics))
 
@@ -74,34 +52,17 @@ async def run_once(
 ) -> int:
     """Sync every output once. Returns 0 when all are current, 1 when one is not,
     128 + signal when stopped by a signal. Raises StartupError (exit 2)."""
-    metrics = metrics or Metrics()
-    notifier: Notifier | None = None
-    journal: Journal | None = None
-    if notify and config.notify:
-        # the notifier machinery (targets, /proc scans, HTTP) only when there is a target
-        from secretsync.notify.notifier import Notifier  # noqa: PLC0415
-
-        journal = Journal(state_dir_of(config))
-    writer = OutputWriter(metrics, journal=journal)
-    if journal is not None:
-        notifier = Notifier(config, metrics=metrics, journal=journal, directory_of=writer.directory)
-    paths = [o.path for o in config.outputs]
+    core = Core(config, metrics or Metrics(), with_notifier=notify and bool(config.notify))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals.attach(loop, lambda _signum, _forced: stop.set(), lambda: None)
     try:
-        try:
-            await asyncio.to_thread(writer.manage, paths)
-        except LockRefused as exc:
-            raise StartupError(str(exc)) from None
-        async with _source(config, metrics, source) as secrets:
-            syncer = Syncer(config, secrets, writer, metrics=metrics, notifier=notifier)
-            writer.on_written = syncer.on_written
-            if notifier is not None:
-                await asyncio.to_thread(notifier.replay, paths, current_digest)
+        async with contextlib.AsyncExitStack() as stack:
+            syncer = await core.start(stack, source)
             stopped = await _until_stopped(syncer.cycle(), stop)
-            await writer.drain()
+            await core.writer.drain()
             syncer.submit_written()
+            notifier = core.notifier
             if notifier is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(notifier.flush(), config.shutdown_timeout_s)
@@ -111,7 +72,7 @@ async def run_once(
             return EXIT_OK if syncer.all_current() else EXIT_FAILURE
     finally:
         signals.detach()
-        writer.close()
+        core.close()
 
 
 async def _until_stopped(work: Awaitable[object], stop: asyncio.Event) -> bool:

@@ -57,7 +57,7 @@ class Reloader:
     def __init__(
         self,
         config_path: Path,
-        config: Config,
+        current: Callable[[], Config],
         apply: ApplyConfig,
         *,
         metrics: Metrics,
@@ -67,7 +67,7 @@ class Reloader:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config_path = Path(config_path)
-        self.config = config
+        self._current = current  # the runtime owns the live config; we only read it
         self._apply = apply
         self.metrics = metrics
         self.sd = sd  # systemd: RELOADING=1 … READY=1 around each reload
@@ -168,7 +168,7 @@ class Reloader:
         # read before parsing: if the file changes in between we reload once more
         # rather than miss the change
         self._seen, self._primed = await asyncio.to_thread(read_bytes, self.config_path), True
-        old = self.config
+        old = self._current()
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
             await self._apply(old, new)
@@ -178,7 +178,6 @@ class Reloader:
         except Exception as exc:  # a bug in applying must not end reloading for good
             self._failed(trigger, None, **logs.error_fields(exc, with_traceback=True))
             return False
-        self.config = new
         self.reloads += 1
         self.metrics.config_reloads.labels(outcome="ok").inc()
         old_outs = {o.path: o for o in old.outputs}

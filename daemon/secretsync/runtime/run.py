@@ -29,17 +29,16 @@ from secretsync.config.model import Config
 from secretsync.exitcodes import EXIT_OK, stopped_by
 from secretsync.metrics import Metrics
 from secretsync.notify.notifier import Notifier
-from secretsync.output.journal import Journal
 from secretsync.output.locks import LockRefused
-from secretsync.output.writer import OutputWriter
+from secretsync.runtime.compose import Core
 from secretsync.runtime.readiness import alive, report_cycles
 from secretsync.runtime.reload import RELOAD_SETTLE_MAX_S, RELOAD_SETTLE_S, Reloader, ReloadRefused
 from secretsync.runtime.sdnotify import SdNotifier
 from secretsync.runtime.signals import SignalCapture
-from secretsync.runtime.startup import StartupError, current_digest, state_dir_of
+from secretsync.runtime.startup import StartupError
 from secretsync.runtime.supervise import Supervisor
 from secretsync.runtime.watch import Watcher
-from secretsync.source.protocol import SecretSource, SourceError
+from secretsync.source.protocol import SecretSource
 from secretsync.source.region import resolve_region
 from secretsync.sync.poller import Poller
 from secretsync.sync.syncer import Syncer
@@ -84,11 +83,10 @@ class Runtime:
         self._serve_metrics = serve_metrics
         self._reload_settle = (reload_settle_s, reload_settle_max_s)
         self.supervisor = Supervisor(self.metrics)
-        self.journal = Journal(state_dir_of(config))
-        self.writer = OutputWriter(self.metrics, journal=self.journal)
-        self.notifier = Notifier(
-            config, metrics=self.metrics, journal=self.journal, directory_of=self.writer.directory
-        )
+        self.core = Core(config, self.metrics, with_notifier=True)
+        self.journal, self.writer = self.core.journal, self.core.writer
+        assert self.core.notifier is not None
+        self.notifier: Notifier = self.core.notifier
         self.syncer: Syncer | None = None
         self.poller: Poller | None = None
         self.reloader: Reloader | None = None
@@ -146,7 +144,7 @@ class Runtime:
         self.signals.attach(asyncio.get_running_loop(), self._on_stop, self._on_reload)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                stack.callback(self.writer.close)
+                stack.callback(self.core.close)
                 await asyncio.sleep(0)  # let signals seen during start-up arrive
                 if self._stop.is_set():
                     return self._exit_code(clean=True)
@@ -173,28 +171,14 @@ class Runtime:
             config=str(self.config_path),
             outputs=len(config.outputs),
         )
-        from secretsync.serve.guard import raise_fd_limit  # noqa: PLC0415
-
-        before, soft, hard = raise_fd_limit()  # a flood on the metrics port must not starve us
-        self._log.debug("fd_limit", soft_before=before, soft=soft, hard=hard)
-        try:
-            await asyncio.to_thread(self.writer.manage, [o.path for o in config.outputs])
-        except LockRefused as exc:
-            raise StartupError(str(exc)) from None
-        source = self._source
-        if source is None:
-            source = await self._open_source(stack)
-        syncer = self.syncer = Syncer(
-            config, source, self.writer, metrics=self.metrics, notifier=self.notifier
-        )
-        self.writer.on_written = syncer.on_written
+        syncer = self.syncer = await self.core.start(stack, self._source)
         self.poller = Poller(syncer)
         report_cycles(self.sd, syncer, self.poller)
         if self._serve_metrics:
             await self._start_server(stack)
         self.reloader = Reloader(
             self.config_path,
-            config,
+            lambda: self.config,
             self._apply,
             metrics=self.metrics,
             sd=self.sd,
@@ -207,24 +191,6 @@ class Runtime:
             self.watcher = Watcher(
                 self.config_path, lambda: list(syncer.outputs), syncer.repair, self.reloader
             )
-        replayed = await asyncio.to_thread(
-            self.notifier.replay, [o.path for o in config.outputs], current_digest
-        )
-        if replayed:
-            self._log.info("notify_pending_from_last_run", outputs=replayed)
-
-    async def _open_source(self, stack: contextlib.AsyncExitStack) -> SecretSource:
-        from secretsync.source.secretsmanager import open_source  # noqa: PLC0415 (the AWS stack is heavy)
-
-        aws = self.config.aws
-        try:
-            source = await open_source(stack, aws, self.metrics, region=resolve_region(aws.region))
-        except SourceError as exc:
-            raise StartupError(str(exc)) from None
-        if aws.failover_region is not None:
-            for secret_id in self.config.secret_ids:
-                self.metrics.failover_active.labels(secret=secret_id).set(0)
-        return source
 
     async def _start_server(self, stack: contextlib.AsyncExitStack) -> None:
         from secretsync.serve.server import MonitoringServer, MonitoringServerError, Probes  # noqa: PLC0415
@@ -343,16 +309,34 @@ class Runtime:
     # -- reloads ---------------------------------------------------------------------------
 
     async def _apply(self, old: Config, new: Config) -> None:
-        """Switch every piece to ``new`` (the reloader's ``apply``); raise ReloadRefused to keep
-        ``old``. New outputs are locked first: one held by another process refuses the reload."""
+        """Switch every piece to ``new``, all or nothing (the reloader's ``apply``).
+
+        Every step that can fail runs before anything switches, in order: load a
+        changed ``web_config`` (TLS files), lock the new outputs, bind a changed
+        ``metrics.listen``. A failure undoes the steps before it and raises
+        ReloadRefused: every part stays on ``old``. Then the switch, which cannot
+        fail: syncer, writer, notifier, server security, the runtime's config
+        (the one owner of the live config), watcher, poller.
+        """
         assert self.syncer is not None and self.poller is not None
-        security = await self._security_for(old, new)  # refuses a web_config it cannot load
+        security = await self._security_for(old, new)
         old_paths = {o.path for o in old.outputs}
         added = [o.path for o in new.outputs if o.path not in old_paths]
         try:
             await asyncio.to_thread(self.writer.manage, added)
         except LockRefused as exc:
             raise ReloadRefused(str(exc)) from None
+        moved = self.server is not None and old.metrics.listen != new.metrics.listen
+        if moved:
+            assert self.server is not None
+            from secretsync.serve.server import MonitoringServerError  # noqa: PLC0415
+
+            try:
+                await self.server.reconfigure(new.metrics.listen)
+            except MonitoringServerError as exc:
+                self.writer.unmanage(added)
+                raise ReloadRefused(str(exc)) from None
+        # -- nothing below can fail: the switch ------------------------------------------
         removed = self.syncer.reconfigure(new)
         self.writer.unmanage(removed.paths)
         self.notifier.reconfigure(new)
@@ -364,8 +348,7 @@ class Runtime:
         if security is not None and self.server is not None:
             self.server.secure(security[0])
             self._log.info("metrics_secured", scheme=self.server.url.partition(":")[0])
-        if self.server is not None and old.metrics.listen != new.metrics.listen:
-            await self.server.reconfigure(new.metrics.listen)
+        if moved:
             self._log.info("metrics_moved", listen=new.metrics.listen)
         if self.watcher is not None:
             self.watcher.on_reload()

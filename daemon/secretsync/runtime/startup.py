@@ -1,13 +1,13 @@
-"""What ``run`` and ``once`` share at start-up, importable without the daemon's machinery.
-
-Exit codes, the error that refuses a start, and where pending notifications
-are kept. ``once`` imports this and not :mod:`secretsync.runtime.run` (watcher,
-reloader, metrics server).
+"""Start-up facts ``run`` and ``once`` share: the error that refuses a start, the
+open-files limit, where pending notifications are kept and how a file is
+recognised. Light to import: ``once`` does not import :mod:`secretsync.runtime.run`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 from pathlib import Path
 
 from secretsync.config.model import Config
@@ -39,3 +39,16 @@ def current_digest(path: Path) -> str | None:
 def state_dir_of(config: Config) -> Path | None:
     """The configured state directory with its symlinks resolved (None: beside each output)."""
     return None if config.state_dir is None else Path(os.path.realpath(config.state_dir))
+
+
+def raise_fd_limit() -> tuple[int, int, int]:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, best effort: (soft before, after, hard).
+
+    An unlimited hard limit is not a valid soft limit for file descriptors on
+    Linux, so the soft limit is then left as it is; so it is when setrlimit fails.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard not in (resource.RLIM_INFINITY, soft):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard

@@ -28,9 +28,7 @@ event, never one line per connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import resource
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -77,19 +75,6 @@ class ServerLimits:
     max_headers: int = MAX_HEADERS
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_body_bytes: int = MAX_BODY_BYTES
-
-
-def raise_fd_limit() -> tuple[int, int, int]:
-    """Raise the soft RLIMIT_NOFILE to the hard limit, best effort: (soft before, after, hard).
-
-    An unlimited hard limit is not a valid soft limit for file descriptors on
-    Linux, so the soft limit is then left as it is; so it is when setrlimit fails.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard not in (resource.RLIM_INFINITY, soft):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard
 
 
 class ShedLog:

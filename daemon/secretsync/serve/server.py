@@ -46,7 +46,6 @@ from typing import Any
 
 from aiohttp import web
 
-from secretsync import logs
 from secretsync.metrics import Metrics
 from secretsync.serve.address import split_listen, url_host
 from secretsync.serve.guard import (
@@ -59,7 +58,6 @@ from secretsync.serve.guard import (
     Guarded,
     ServerLimits,
     ShedLog,
-    raise_fd_limit,
 )
 from secretsync.serve.websec import TlsError, WebSecurity
 
@@ -71,7 +69,6 @@ __all__ = [
     "MonitoringServerError",
     "Probes",
     "ServerLimits",
-    "raise_fd_limit",
     "split_listen",
 ]
 
@@ -236,16 +233,10 @@ class MonitoringServer:
         return {} if self._shed is None else dict(self._shed.total)
 
     async def start(self) -> None:
-        """Bind and serve. Raises MonitoringServerError when the address is in use or invalid.
-
-        Also raises the process's soft file descriptor limit to the hard one
-        (best effort), so the connection cap leaves plenty for syncing.
-        """
+        """Bind and serve. Raises MonitoringServerError when the address is in use or invalid."""
         if self._runner is not None:
             return
         self._load_tls(self.security)
-        before, soft, hard = raise_fd_limit()
-        logs.get_logger().info("fd_limit", soft_before=before, soft=soft, hard=hard)
         limits = self.limits
         shed = self._shed = ShedLog(SHED_LOG_INTERVAL_S)
         self._connections = Connections(limits, shed)

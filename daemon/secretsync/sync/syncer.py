@@ -25,7 +25,7 @@ from secretsync import backoff, logs
 from secretsync.config.model import Config
 from secretsync.metrics import Metrics
 from secretsync.output.files import WriteError
-from secretsync.output.render import RenderError, collect, leaf_strings, render
+from secretsync.output.render import RenderError, collect_entries, leaf_strings, render_entries
 from secretsync.output.writer import OutputWriter
 from secretsync.source.protocol import SecretSource, SecretValue, SourceError
 from secretsync.state import CycleReport, OutputState, SecretState, WrittenFile
@@ -86,7 +86,7 @@ class Syncer:
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self._secrets: dict[str, SecretState] = {}
         self._outputs: dict[Path, OutputState] = {}
-        self._written: list[WrittenFile] = []
+        self._unsent: list[WrittenFile] = []  # written, but the notifier refused them
         self.cycles = 0
         self.last_cycle_started: float | None = None  # monotonic
         self._ready_once = False  # every output was written or found current once
@@ -281,18 +281,14 @@ class Syncer:
         report.secrets_changed = sorted(changed)
         report.errors += sum(1 for task in results if not task.result())
 
-    def on_written(self, written: WrittenFile) -> None:
-        """Writer callback: a file's content changed (kept until the pass ends)."""
-        self._written.append(written)
-
     def submit_written(self) -> list[WrittenFile]:
-        """Hand the files written since the last call to the notifier, all at once."""
-        written, self._written = self._written, []
+        """Hand the files the writer wrote since the last call to the notifier, all at once."""
+        written, self._unsent = self._unsent + self.writer.take_written(), []
         if written and self.notifier is not None:
             try:
                 self.notifier.submit(written)
             except BaseException:
-                self._written = written + self._written  # handed over by the next pass
+                self._unsent = written  # handed over by the next pass
                 raise
         return written
 
@@ -367,8 +363,9 @@ class Syncer:
             values[sid] = st.value
         versions = {sid: v.version_id for sid, v in values.items()}
         try:
-            keys = sorted(collect(out, values))
-            data = render(out, values)
+            entries = collect_entries(out, values)  # rendered once, keys from the same pass
+            keys = sorted(entries)
+            data = render_entries(out, entries)
         except RenderError as exc:
             return Prepared(None, [], versions, str(exc), "render")
         except Exception as exc:  # a renderer bug must cost this output alone
