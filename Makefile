@@ -48,7 +48,7 @@ test: lint typecheck java-test pytest
 # Opt-in: build the Dockerfile with buildah from a locally made base and run it
 # against moto (root, buildah, debootstrap; about 90 s). CI only lints it.
 image-test: $(STAMP)
-	SECRETSYNC_IMAGE_TEST=1 $(BIN)/pytest tests/test_image.py
+	SECRETSYNC_IMAGE_TEST=1 $(BIN)/pytest tests/e2e/test_image.py
 
 # What the release workflow (.github/workflows/release.yml) does, checked here: the
 # workflow lints clean, the sdist and the wheel build and pass `twine check`, the

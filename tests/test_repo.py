@@ -19,7 +19,7 @@ from tests.conftest import REPO
 
 # the checkout's own location, and homes: paths that exist on one machine only
 MACHINE_PATHS = (str(REPO) + "/", "/root/", "/work/")
-ALLOWED_EXAMPLES = {"tests/test_demo.py", "tests/test_repo.py"}  # fake paths as test data
+ALLOWED_EXAMPLES = {"tests/e2e/test_demo.py", "tests/test_repo.py"}  # fake paths as test data
 
 
 def tracked() -> list[tuple[str, str]]:

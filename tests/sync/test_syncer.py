@@ -1,7 +1,7 @@
 """syncer.py: check → fetch → render → write, against an in-memory store and real files.
 
 The store is in memory (tests/support/memsource.py) so these run fast; the
-same paths against moto over HTTP are in tests/test_integration.py.
+same paths against moto over HTTP are in tests/sync/test_integration.py.
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ def test_the_shipped_eventbridge_template_lints_clean() -> None:
 
 
 def test_the_push_policy_allows_every_call_the_daemon_makes() -> None:
-    source = (REPO / "daemon" / "secretsync" / "pushqueue.py").read_text()
+    source = (REPO / "daemon" / "secretsync" / "push" / "sqs.py").read_text()
     calls = set(re.findall(r"self\._(sqs|sns)\.([a-z_]+)\(", source))
     wanted = {f"{service}:{''.join(w.title() for w in op.split('_'))}" for service, op in calls}
     # DeleteMessageBatch is authorised by sqs:DeleteMessage

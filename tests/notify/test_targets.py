@@ -1,7 +1,7 @@
 """Telling one target: real signals to real processes, real commands, a real HTTP server.
 
 Each test calls :mod:`secretsync.notify.targets` directly and checks the Result;
-batching, logging and counting are the notifier's (tests/test_notify.py).
+batching, logging and counting are the notifier's (tests/notify/test_notifier.py).
 """
 
 from __future__ import annotations

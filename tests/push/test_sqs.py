@@ -36,7 +36,7 @@ from tests.support.configs import example_config, write_yaml
 from tests.support.faultproxy import FaultProxy
 from tests.support.motoserver import free_port
 from tests.support.wait import wait_until
-from tests.test_push import ACCOUNT, client, label_updated, sample
+from tests.push.test_listener import ACCOUNT, client, label_updated, sample
 
 TOPIC_NAME = "secretsmanager-events"  # the topic of the shipped policy
 POLICY = REPO / "packaging" / "iam" / "secretsync-push-policy.json"
