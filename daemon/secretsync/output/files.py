@@ -55,28 +55,25 @@ class WriteResult:
     removed: str | None = None
 
 
+def _resolve_id(value: str | int | None, lookup: Callable[[str], int], what: str) -> int:
+    if value is None:
+        return -1
+    if isinstance(value, int) or (value.isascii() and value.isdigit()):
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise WriteError(Path(), "owner", f"unknown {what} {value!r}") from None
+
+
 def resolve_uid(owner: str | int | None) -> int:
     """A user name or numeric uid → uid; ``None`` → -1 (leave as is). Raises WriteError."""
-    if owner is None:
-        return -1
-    if isinstance(owner, int) or (owner.isascii() and owner.isdigit()):
-        return int(owner)
-    try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise WriteError(Path(), "owner", f"unknown user {owner!r}") from None
+    return _resolve_id(owner, lambda name: pwd.getpwnam(name).pw_uid, "user")
 
 
 def resolve_gid(group: str | int | None) -> int:
     """A group name or numeric gid → gid; ``None`` → -1 (leave as is). Raises WriteError."""
-    if group is None:
-        return -1
-    if isinstance(group, int) or (group.isascii() and group.isdigit()):
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise WriteError(Path(), "owner", f"unknown group {group!r}") from None
+    return _resolve_id(group, lambda name: grp.getgrnam(name).gr_gid, "group")
 
 
 def real_dir(path: Path) -> Path:

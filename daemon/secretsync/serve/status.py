@@ -20,6 +20,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from secretsync.source.protocol import THROTTLE_CODES, UNAVAILABLE_CODES
+
 if TYPE_CHECKING:
     from secretsync.notify.notifier import Notifier
     from secretsync.sync.syncer import Syncer
@@ -44,6 +46,9 @@ DESCRIPTIONS: dict[str, str] = {
     "InternalServiceError": "Secrets Manager failed to answer; the request is retried with backoff",
     "ConnectionError": "Secrets Manager could not be reached (network, DNS, TLS or a timeout); "
     "the request is retried with backoff",
+    "CallTimeout": "Secrets Manager gave no complete answer within aws.call_timeout; "
+    "the request is retried with backoff",
+    "TooManyOpenFiles": "the daemon ran out of file descriptors; raise its open-files limit",
     "NoCredentials": "no AWS credentials were found",
     "ExpiredTokenException": "the AWS credentials have expired",
     "UnrecognizedClientException": "the AWS credentials are not valid",
@@ -55,17 +60,12 @@ DESCRIPTIONS: dict[str, str] = {
     "the previous file is left as it was",
     UNKNOWN_CODE: "the check failed; the log line of the failure says why",
 }
-for _alias in ("Throttling", "TooManyRequestsException", "RequestLimitExceeded"):
-    DESCRIPTIONS[_alias] = DESCRIPTIONS["ThrottlingException"]
-for _alias in (
-    "InternalFailure",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-):
-    DESCRIPTIONS[_alias] = DESCRIPTIONS["InternalServiceError"]
+# the source's own classification: every throttling code, and every code that says the
+# region could not answer, reads like its family's first member
+for _alias in THROTTLE_CODES:
+    DESCRIPTIONS.setdefault(_alias, DESCRIPTIONS["ThrottlingException"])
+for _alias in UNAVAILABLE_CODES:
+    DESCRIPTIONS.setdefault(_alias, DESCRIPTIONS["InternalServiceError"])
 
 
 def safe_code(code: str | None) -> str:
