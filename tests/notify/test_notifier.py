@@ -618,7 +618,13 @@ async def test_quick_batches_coalesce_per_target_and_the_last_run_sees_the_final
 ) -> None:
     (a,) = files(tmp_path, "a.properties")
     record = tmp_path / "runs.jsonl"
-    slow = [PY, str(Path(__file__).parents[1] / "support" / "slow_cmd.py"), str(record), str(a), "2"]
+    slow = [
+        PY,
+        str(Path(__file__).parents[1] / "support" / "slow_cmd.py"),
+        str(record),
+        str(a),
+        "2",
+    ]
     metrics = Metrics()
     notifier = Notifier(make_config({"slow": {"command": slow}}), metrics=metrics)
     serve = asyncio.create_task(notifier.serve())

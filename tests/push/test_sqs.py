@@ -32,11 +32,11 @@ from secretsync.push.sqs import (
     own_queue_name,
 )
 from tests.conftest import KAFKA_ID, REGION, REPO, Daemon, Moto, kafka_secret
+from tests.push.test_listener import ACCOUNT, client, label_updated, sample
 from tests.support.configs import example_config, write_yaml
 from tests.support.faultproxy import FaultProxy
 from tests.support.motoserver import free_port
 from tests.support.wait import wait_until
-from tests.push.test_listener import ACCOUNT, client, label_updated, sample
 
 TOPIC_NAME = "secretsmanager-events"  # the topic of the shipped policy
 POLICY = REPO / "packaging" / "iam" / "secretsync-push-policy.json"
