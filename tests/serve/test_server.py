@@ -495,3 +495,19 @@ async def test_beyond_max_busy_a_scrape_is_answered_503_at_once() -> None:
         slow.release.set()
         await asyncio.gather(*scrapes, return_exceptions=True)
         await srv.stop()
+
+
+async def test_a_handler_past_its_deadline_answers_504() -> None:
+    metrics = Metrics()
+    slow = SlowCollector()
+    metrics.registry.register(slow)
+    limits = ServerLimits(handler_timeout_s=0.5)
+    srv = MonitoringServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
+    await srv.start()
+    try:
+        status, body = await get(srv.url + "/metrics")
+        assert status == 504, (status, body)  # a gateway timeout, not a crash (500)
+        assert await answers_200(srv.url + "/healthz")
+    finally:
+        slow.release.set()
+        await srv.stop()
