@@ -31,8 +31,10 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from secretsync import __version__
-from tests.conftest import REPO, Moto, example_config, write_yaml
+from tests.support.configs import example_config, write_yaml
 from tests.support.lockfile import parse_lock
+from tests.support.motoserver import Moto
+from tests.support.paths import REPO
 
 pytestmark = [
     pytest.mark.skipif(

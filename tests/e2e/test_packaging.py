@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from secretsync.config.model import Config, load_config, parse_config
-from tests.conftest import REPO, run_cli, write_yaml
+from tests.support.configs import write_yaml
+from tests.support.daemon import run_cli
 from tests.support.dockerfile import install_dirs
 from tests.support.kustomize import (
     SAMPLE_DEPLOYMENT,
@@ -31,6 +32,8 @@ from tests.support.kustomize import (
     validate,
 )
 from tests.support.lockfile import parse_lock, project_dependencies, runtime_closure
+from tests.support.paths import REPO
+from tests.support.require import require
 
 PKG = REPO / "packaging"
 UNIT = PKG / "systemd" / "secretsync.service"
@@ -41,17 +44,11 @@ EXAMPLE = yaml.safe_load((REPO / "sync.yaml.example").read_text())
 EXAMPLE_OUTPUTS = [out["path"] for out in EXAMPLE["outputs"]]
 EXAMPLE_SECRETS = sorted({s["id"] for out in EXAMPLE["outputs"] for s in out["secrets"]})
 METRICS_PORT = 9464
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def tool(name: str) -> str:
     """Path of a CLI tool (PATH or this venv); skipped if absent, a failure in CI."""
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if found is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed; .ci/run must install it")
-        pytest.skip(f"{name} is not installed (CI installs it)")
-    return found
+    return require(name, fix=".ci/run must install it")
 
 
 def output_dirs(config: Config) -> set[str]:

@@ -14,14 +14,10 @@ from pathlib import Path
 import pytest
 
 from secretsync.runtime.sdnotify import SdNotifier
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    Moto,
-    example_config,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.motoserver import Moto
 from tests.support.notifysock import NotifySocket
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET
 from tests.support.wait import wait_until
 
 OUTPUT_NAMES = ("client.properties", "schema-registry.properties", "combined.properties")

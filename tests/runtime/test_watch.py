@@ -22,22 +22,14 @@ import pytest
 from secretsync.config.model import load_config
 from secretsync.metrics import Metrics
 from secretsync.output.locks import OutputLock
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    KAFKA_ID,
-    SR_ID,
-    Daemon,
-    Moto,
-    example_config,
-    free_port,
-    kafka_secret,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.faultproxy import FaultProxy
 from tests.support.harness import NOWHERE, seeded_source
 from tests.support.inproc import Start
+from tests.support.motoserver import Moto, free_port
 from tests.support.notifysock import NotifySocket
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET, KAFKA_ID, SR_ID, kafka_secret
 from tests.support.wait import async_wait_until, wait_until
 
 NAMES = ("client.properties", "schema-registry.properties", "combined.properties")

@@ -13,25 +13,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from secretsync.serve import status
 from secretsync.serve.status import format_table, healthy
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    KAFKA_ID,
-    SR_ID,
-    Moto,
-    example_config,
-    free_port,
-    kafka_secret,
-    run_cli,
-    write_yaml,
-)
 from tests.support.apps import NOTIFY_CMD
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import run_cli
 from tests.support.inproc import Start
 from tests.support.memsource import MemorySource
+from tests.support.motoserver import Moto, free_port
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET, KAFKA_ID, SR_ID, kafka_secret
 from tests.support.wait import async_wait_until, wait_until
 
 PY = sys.executable
@@ -193,6 +186,7 @@ DENIED_MESSAGE = (
 )
 
 
+@pytest.mark.slow
 async def test_status_errors_are_a_code_and_a_fixed_description_never_the_message(
     tmp_path: Path, run_inproc: Start
 ) -> None:

@@ -18,7 +18,9 @@ import pytest
 from secretsync import logs
 from secretsync.config.model import parse_config
 from secretsync.state import WrittenFile
-from tests.conftest import (
+from tests.support.harness import FakeClock, UpperBound, config_data, make_config, seeded_source
+from tests.support.memsource import NOT_FOUND, SERVER_ERROR, THROTTLED, MemorySource
+from tests.support.seeds import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
     KAFKA_ID,
@@ -26,8 +28,6 @@ from tests.conftest import (
     kafka_secret,
     sr_secret,
 )
-from tests.support.harness import FakeClock, UpperBound, config_data, make_config, seeded_source
-from tests.support.memsource import NOT_FOUND, SERVER_ERROR, THROTTLED, MemorySource
 
 
 def stat_of(path: Path) -> tuple[int, int]:
