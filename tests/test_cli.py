@@ -161,7 +161,7 @@ def test_dry_run_shows_what_sasl_and_basic_auth_fix_and_masks_the_credentials(
 
 
 def test_run_follows_a_rotation_and_keeps_the_mode(
-    moto: Moto, tmp_path: Path, java: JavaProperties, start_daemon
+    moto: Moto, tmp_path: Path, java: JavaProperties, start_daemon: Any
 ) -> None:
     moto.seed_use_case()
     out = tmp_path / "out"
@@ -305,7 +305,9 @@ def test_health_and_status_against_a_daemon_with_tls_client_certs_and_basic_auth
 
     # the health check needs no certificate and no password (an open path), and trusts
     # exactly the daemon's own certificate from the config
-    health = wait_until(lambda: (r := cli("health", "-c", str(cfg))).returncode == 0 and r, 30)
+    health = wait_until(
+        lambda: r if (r := cli("health", "-c", str(cfg))).returncode == 0 else None, 30
+    )
     assert f"https://127.0.0.1:{port}/healthz: healthy (200)" in health.stdout
 
     no_cert = cli("status", "-c", str(cfg))
@@ -318,7 +320,9 @@ def test_health_and_status_against_a_daemon_with_tls_client_certs_and_basic_auth
     )
     assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr
     creds = {"SECRETSYNC_USER": "operator", "SECRETSYNC_PASSWORD": password, **cert}
-    ok = wait_until(lambda: (r := cli("status", "-c", str(cfg), **creds)).returncode == 0 and r, 30)
+    ok = wait_until(
+        lambda: r if (r := cli("status", "-c", str(cfg), **creds)).returncode == 0 else None, 30
+    )
     assert "every output is current and applied" in ok.stdout
     # flags instead of the environment, and a CA bundle with the host name checked
     (tmp_path / "pw").write_text(password + "\n")

@@ -222,6 +222,7 @@ async def test_every_throttled_attempt_is_counted(
     registry = CollectorRegistry()
     async with polling(config, proxy.url, Metrics(registry), max_attempts=2) as agent:
         await agent.cycle()
+    assert isinstance(agent.source, SecretsManagerSource)
     assert agent.source.describe_calls == 2  # the agent asked twice…
 
     throttled = value(
@@ -287,7 +288,8 @@ async def test_scrape_has_the_whole_contract_and_promtool_finds_it_clean(
     assert om_status == 200
     assert om_type.startswith("application/openmetrics-text")
     assert om_text.endswith("# EOF\n")
-    assert {f.name for f in openmetrics_families(om_text)} >= set(CONTRACT)
+    families = openmetrics_families(om_text)  # type: ignore[no-untyped-call]
+    assert {f.name for f in families} >= set(CONTRACT)
 
     output = run_promtool("check", "metrics", stdin=text.encode())
     assert output.strip() == "", f"promtool lint findings:\n{output}"

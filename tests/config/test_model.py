@@ -48,7 +48,7 @@ def test_defaults() -> None:
 def test_config_is_frozen() -> None:
     cfg = parse_config(MINIMAL)
     with pytest.raises(ValueError, match="frozen"):
-        cfg.outputs[0].mode = 0o644  # type: ignore[misc]
+        cfg.outputs[0].mode = 0o644  # type: ignore[misc,unused-ignore]  # read-only once frozen
 
 
 def test_example_config_is_valid_and_shares_secrets() -> None:

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -359,9 +360,9 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     # every direct dependency, at a version pyproject allows
     direct = project_dependencies(REPO / "pyproject.toml")
     for req in direct:
-        pin = by_name.get(req.name.lower().replace("_", "-"))
-        assert pin is not None, f"{req.name} (pyproject) is not locked"
-        assert req.specifier.contains(pin.version, prereleases=True), (req, pin.version)
+        locked = by_name.get(req.name.lower().replace("_", "-"))
+        assert locked is not None, f"{req.name} (pyproject) is not locked"
+        assert req.specifier.contains(locked.version, prereleases=True), (req, locked.version)
     # and everything they need, transitively (extras followed, image markers)
     reached, unexpanded = runtime_closure(direct, by_name)
     missing = reached - set(by_name)
@@ -900,7 +901,7 @@ def test_readme_cost_model_table_follows_its_formula() -> None:
         assert float(fleet) == round(month * 100, 2)
 
 
-SHIPPED_CONFIGS = {
+SHIPPED_CONFIGS: dict[str, Callable[[], Config]] = {
     "sync.yaml.example": lambda: load_config(REPO / "sync.yaml.example"),
     "kubernetes": k8s_config,
     "ecs": lambda: parse_config(yaml.safe_load((PKG / "ecs" / "sync.yaml").read_text())),

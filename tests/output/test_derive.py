@@ -146,13 +146,13 @@ def test_the_oracle_catches_a_hand_written_template(tmp_path: Path, jaas: JaasRe
         )
     views = jaas.load_many(files)
     for index, password in enumerate(passwords):
-        naive, derived = views[2 * index], views[2 * index + 1]
+        naive_view, derived_view = views[2 * index], views[2 * index + 1]
         intended = [
             JaasEntry(MODULES["PLAIN"], "REQUIRED", {"username": "u", "password": password})
         ]
         for parser in PARSERS:
-            assert naive.jaas[parser] != intended, (parser, password)
-            assert derived.jaas[parser] == intended, (parser, password)
+            assert naive_view.jaas[parser] != intended, (parser, password)
+            assert derived_view.jaas[parser] == intended, (parser, password)
 
 
 @pytest.mark.parametrize(

@@ -375,7 +375,9 @@ SETTINGS = settings(
 )
 
 
-def _read_back(fmt: str, files: list[Path], tmp_path: Path, request: Any) -> list[list[dict]]:
+def _read_back(
+    fmt: str, files: list[Path], tmp_path: Path, request: Any
+) -> list[list[dict[str, str]]]:
     """Per reader, what it sees in each file (one process per reader for all files)."""
     if fmt == "json":
         return [[json.loads(path.read_bytes()) for path in files]]

@@ -328,7 +328,7 @@ def in_uts_namespace(hostname: str) -> tuple[str, ...]:
         if unshare
         else None
     )
-    if probe is None or probe.returncode != 0:
+    if unshare is None or probe is None or probe.returncode != 0:
         pytest.fail("`unshare --uts` is needed (root and util-linux) to play a host name")
     return (unshare, "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname)
 

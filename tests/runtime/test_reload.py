@@ -49,7 +49,7 @@ def _base(tmp_path: Path, port: int) -> dict[str, Any]:
 
 
 def _changed(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    new = json.loads(json.dumps(data))
+    new: dict[str, Any] = json.loads(json.dumps(data))
     extra = dict(new["outputs"][0], path=str(tmp_path / "out" / "added.properties"))
     new["outputs"].append(extra)
     new["outputs"][0]["static"] = {**new["outputs"][0].get("static", {}), "client.id": "new"}

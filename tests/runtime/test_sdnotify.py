@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def _no_secret_in(sock: NotifySocket) -> None:
 def test_ready_only_after_the_first_complete_sync_then_watchdog_and_stopping(
     moto: Moto,
     tmp_path: Path,
-    start_daemon,
+    start_daemon: Any,
     notify_socket: NotifySocket,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -93,7 +94,7 @@ def test_ready_only_after_the_first_complete_sync_then_watchdog_and_stopping(
 def test_without_notify_socket_the_daemon_sends_nothing_and_runs(
     moto: Moto,
     tmp_path: Path,
-    start_daemon,
+    start_daemon: Any,
     path_socket: NotifySocket,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

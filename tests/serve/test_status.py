@@ -138,7 +138,9 @@ def test_status_exits_0_when_everything_is_current_and_applied(
     start_daemon(cfg)
     wait_until(lambda: (out / "combined.properties").exists(), 30, "first sync")
     result = wait_until(
-        lambda: (r := run_cli("status", "-c", str(cfg))).returncode == 0 and r, 20, "status 0"
+        lambda: r if (r := run_cli("status", "-c", str(cfg))).returncode == 0 else None,
+        20,
+        "status 0",
     )
     assert "every output is current and applied" in result.stdout
     assert SR_ID in result.stdout

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from secretsync.source.secretsmanager import SecretsManagerSource, SourceError
+from secretsync.source.protocol import SourceError
+from secretsync.source.secretsmanager import SecretsManagerSource
 from tests.support.faultproxy import FaultProxy
 from tests.support.motoserver import Moto
 from tests.support.seeds import REGION

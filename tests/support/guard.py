@@ -57,9 +57,9 @@ def _guarded_listen(self: socket.socket, *backlog: int) -> None:
 
 def install() -> None:
     """Wrap the entry points (idempotent). They stay passive until :func:`watch`."""
-    subprocess.Popen.__init__ = _guarded_popen_init  # type: ignore[assignment,method-assign]
-    socket.socket.bind = _guarded_bind  # type: ignore[method-assign]
-    socket.socket.listen = _guarded_listen  # type: ignore[method-assign]
+    subprocess.Popen.__init__ = _guarded_popen_init  # type: ignore[method-assign]
+    socket.socket.bind = _guarded_bind  # type: ignore[assignment,method-assign]
+    socket.socket.listen = _guarded_listen  # type: ignore[assignment,method-assign]
 
 
 def watch(nodeid: str) -> None:
