@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from secretsync.demo.command import Demo, run_demo, shown
-from tests.conftest import REPO, free_port
 from tests.support.demorun import STOPPED, TIMELINE_RE, demo_argv, demo_env, running_demo
+from tests.support.motoserver import free_port
+from tests.support.paths import REPO
 from tests.support.terminal import Terminal
 from tests.support.wait import wait_until
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO
 from tests.support.contract import CONTRACT, STANDARD_PREFIXES, contract_name, exposed_names
+from tests.support.paths import REPO
 from tests.support.promql import allowed_names, series_names
 from tests.support.promtool import run_promtool, run_rule_tests
 

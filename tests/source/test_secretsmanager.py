@@ -6,9 +6,11 @@ import asyncio
 
 import pytest
 
-from secretsync.source.secretsmanager import SecretsManagerSource, SourceError
-from tests.conftest import REGION, Moto
+from secretsync.source.protocol import SourceError
+from secretsync.source.secretsmanager import SecretsManagerSource
 from tests.support.faultproxy import FaultProxy
+from tests.support.motoserver import Moto
+from tests.support.seeds import REGION
 from tests.support.wait import async_wait_until
 
 
