@@ -64,7 +64,8 @@ print(json.dumps(out))
 if trace:
     snap = tracemalloc.take_snapshot()
     for stat in snap.statistics("filename")[:15]:
-        print(f"  {stat.size / 1024 / 1024:6.2f} MiB  {stat.traceback[0].filename}", file=sys.stderr)
+        mib = stat.size / 1024 / 1024
+        print(f"  {mib:6.2f} MiB  {stat.traceback[0].filename}", file=sys.stderr)
 """
 
 
