@@ -214,7 +214,6 @@ HEAVY = {
     "aioboto3",
     "boto3",
     "aiohttp",
-    "watchfiles",
     "prometheus_client",
 }
 
