@@ -154,6 +154,19 @@ def _holds(dir_fd: int, name: str, data: bytes) -> bool:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _regular_file(path: Path) -> Iterator[int | None]:
+    """A read-only fd of the regular file at ``path`` (closed on exit), or None when
+    :func:`_open_regular` refuses it; the directory is reached as :func:`open_dir` does."""
+    with open_dir(Path(os.path.abspath(path.parent))) as dir_fd:
+        fd = _open_regular(dir_fd, path.name)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
 def read_current(path: Path, *, max_bytes: int | None = None) -> bytes | None:
     """The file's bytes, or None when it does not exist, is not a regular file, or its
     directory cannot be reached without following a symlink.
@@ -164,19 +177,15 @@ def read_current(path: Path, *, max_bytes: int | None = None) -> bytes | None:
     costs no memory.
     """
     try:
-        with open_dir(Path(os.path.abspath(path.parent))) as dir_fd:
-            fd = _open_regular(dir_fd, path.name)
+        with _regular_file(path) as fd:
             if fd is None:
                 return None
-            try:
-                if max_bytes is None:
-                    return _read_fd(fd)
-                if os.fstat(fd).st_size > max_bytes:
-                    return None
-                data = _read_fd(fd, max_bytes + 1)
-                return None if len(data) > max_bytes else data
-            finally:
-                os.close(fd)
+            if max_bytes is None:
+                return _read_fd(fd)
+            if os.fstat(fd).st_size > max_bytes:
+                return None
+            data = _read_fd(fd, max_bytes + 1)
+            return None if len(data) > max_bytes else data
     except OSError:
         return None
 
@@ -186,21 +195,15 @@ def digest_file(path: Path, *, max_bytes: int) -> str | None:
     None when :func:`read_current` would give None or the file is larger than
     ``max_bytes`` (it is not read at all: hashing a huge sparse file would take minutes)."""
     try:
-        with open_dir(Path(os.path.abspath(path.parent))) as dir_fd:
-            fd = _open_regular(dir_fd, path.name)
-            if fd is None:
+        with _regular_file(path) as fd:
+            if fd is None or os.fstat(fd).st_size > max_bytes:
                 return None
-            try:
-                if os.fstat(fd).st_size > max_bytes:
-                    return None
-                digest = hashlib.sha256()
-                left = max_bytes + 1
-                while left > 0 and (chunk := os.read(fd, min(1 << 16, left))):
-                    digest.update(chunk)
-                    left -= len(chunk)
-                return None if left <= 0 else digest.hexdigest()
-            finally:
-                os.close(fd)
+            digest = hashlib.sha256()
+            left = max_bytes + 1
+            while left > 0 and (chunk := os.read(fd, min(1 << 16, left))):
+                digest.update(chunk)
+                left -= len(chunk)
+            return None if left <= 0 else digest.hexdigest()
     except OSError:
         return None
 

@@ -75,15 +75,8 @@ final class WatchedFile<T> {
     }
 
     private void refresh() {
-        FileIdentity before;
-        try {
-            before = FileIdentity.of(path);
-        } catch (NoSuchFileException e) {
-            fail(null, "missing");
-            return;
-        } catch (IOException | SecurityException e) {
-            // by type: the message of an I/O error names the path at most, but stay uniform
-            fail(null, "cannot be read: " + e.getClass().getSimpleName());
+        FileIdentity before = io(() -> FileIdentity.of(path));
+        if (before == null) {
             return;
         }
         if (before.equals(goodIdentity)) {
@@ -96,16 +89,9 @@ final class WatchedFile<T> {
         if (before.equals(badIdentity)) {
             return;
         }
-        byte[] bytes;
-        FileIdentity after;
-        try {
-            bytes = Files.readAllBytes(path);
-            after = FileIdentity.of(path);
-        } catch (NoSuchFileException e) {
-            fail(null, "missing");
-            return;
-        } catch (IOException | SecurityException e) {
-            fail(null, "cannot be read: " + e.getClass().getSimpleName());
+        byte[] bytes = io(() -> Files.readAllBytes(path));
+        FileIdentity after = bytes == null ? null : io(() -> FileIdentity.of(path));
+        if (after == null) {
             return;
         }
         if (!before.equals(after) || bytes.length != before.size()) {
@@ -138,6 +124,27 @@ final class WatchedFile<T> {
         } else if (changed) {
             reporter.reloaded(path, what);
         }
+    }
+
+    /** One file system step of {@link #refresh()}. */
+    private interface IoStep<R> {
+        R run() throws IOException;
+    }
+
+    /**
+     * Runs {@code step}; on failure records the problem (missing, or unreadable named by the
+     * error's type: the message of an I/O error names the path at most, but stay uniform)
+     * and returns null.
+     */
+    private <R> R io(IoStep<R> step) {
+        try {
+            return step.run();
+        } catch (NoSuchFileException e) {
+            fail(null, "missing");
+        } catch (IOException | SecurityException e) {
+            fail(null, "cannot be read: " + e.getClass().getSimpleName());
+        }
+        return null;
     }
 
     /** Records a problem; reports it unless it is the one reported last. */
