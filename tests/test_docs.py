@@ -167,6 +167,18 @@ def test_every_alert_is_in_the_monitoring_page() -> None:
     assert sorted(table - set(alerts)) == [], "documented but not in alerts.yml"
 
 
+def test_every_exit_code_is_in_the_reference() -> None:
+    from secretsync import exitcodes  # noqa: PLC0415
+
+    codes = {v for k, v in vars(exitcodes).items() if k.startswith("EXIT_")}
+    assert codes == {0, 1, 2}
+    text = REFERENCE.read_text()
+    table = text[text.index("## Exit codes") :]
+    rows = set(re.findall(r"^\| `([^`]+)` \|", table, re.M))
+    assert rows == {str(code) for code in codes} | {"128 + N"}
+    assert exitcodes.stopped_by(None) == 143, "the reference says 143 for SIGTERM"
+
+
 # -- snippets ----------------------------------------------------------------------------
 
 CONFIG_KEYS = set(Config.model_fields) | {f.alias for f in Config.model_fields.values() if f.alias}
