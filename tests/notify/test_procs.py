@@ -143,6 +143,7 @@ async def test_a_match_beyond_64_KiB_is_not_seen(tmp_path: Path) -> None:
     assert single == procs.Scan(pids=(), gone=False)
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 async def test_the_scan_excludes_our_pid_and_its_own_child() -> None:
     ours = procs.read_cmdline(os.getpid())
@@ -185,6 +186,7 @@ async def test_the_single_pid_match_of_a_gone_process_says_so() -> None:
 
 
 @pytest.mark.parametrize("pattern", [QUADRATIC, CUBIC], ids=["quadratic", "cubic"])
+@pytest.mark.serial
 @pytest.mark.slow
 async def test_a_hostile_command_line_never_blocks_the_loop_and_the_scan_is_bounded(
     pattern: str,
@@ -202,6 +204,7 @@ async def test_a_hostile_command_line_never_blocks_the_loop_and_the_scan_is_boun
     assert scan_children() == []  # the child was killed and reaped
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 async def test_the_single_pid_match_is_bounded_too() -> None:
     with LongCmdline(java_flood()) as hostile:

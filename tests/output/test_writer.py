@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -167,8 +168,9 @@ def plant(where: Path, kind: str) -> None:
     elif kind == "dangling symlink":
         where.symlink_to(where.parent / "nowhere")
     elif kind == "socket":
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(str(where))
+        # by a relative name: a Unix socket path is at most 107 bytes, tmp_path may be longer
+        with contextlib.chdir(where.parent), socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(where.name)
     else:
         raise AssertionError(kind)
 
