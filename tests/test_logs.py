@@ -66,6 +66,8 @@ def test_held_secret_values_are_masked_everywhere() -> None:
 
 @pytest.fixture
 def held() -> Iterator[None]:
+    """Hold nothing before the test (another test in this process may have) or after it."""
+    logs.release_secrets_except([])
     yield
     logs.release_secrets_except([])
 
