@@ -10,16 +10,11 @@ import pytest
 
 from secretsync.config.model import Config, parse_config
 from secretsync.config.schema import (
-    Custom,
     FrozenError,
     Invalid,
     Kind,
-    MapOf,
     Model,
     Nested,
-    NullIs,
-    Opt,
-    Seq,
 )
 
 OUT = {"path": "/o/a", "secrets": [{"id": "s"}]}
@@ -50,10 +45,6 @@ def test_the_walk_finds_the_nested_models() -> None:
     names = {cls.__name__ for cls in every_model()}
     assert {"Config", "OutputConfig", "SecretRef", "SaslConfig", "TlsServerConfig"} <= names
     assert len(names) >= 12
-    assert all(
-        isinstance(k, Kind)
-        for k in (Custom(lambda v, c: v), Opt(Seq(MapOf(NullIs(dict, Nested(Config))))))
-    )
 
 
 @pytest.mark.parametrize("cls", every_model(), ids=lambda cls: cls.__name__)
