@@ -36,7 +36,7 @@ LABEL org.opencontainers.image.title="secretsync" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/secretsync/secretsync" \
-      org.opencontainers.image.documentation="https://github.com/secretsync/secretsync/blob/main/README.md#deploying"
+      org.opencontainers.image.documentation="https://github.com/secretsync/secretsync/blob/main/README.md#path-to-production"
 
 # A fixed numeric uid/gid, so Kubernetes runAsNonRoot can check it and volumes
 # can be prepared for it; no home directory, no shell.

@@ -1,4 +1,8 @@
-# Two entry points: `make demo` runs the product, `make test` runs every check CI runs.
+# Two entry points: `make demo` runs the product, `make test` runs every check CI runs
+# (lint, types, the Java library, then every test in $(PYTEST_WORKERS) xdist workers).
+# `make test-fast` runs only the tests that start no subprocess, JVM or server (the ones
+# not marked `slow`; tests/conftest.py marks them and fails an unmarked one that starts
+# one): < 30 s, for the edit-test loop.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: test lint typecheck pytest java-test demo clean image-test bench lock release-check
+.PHONY: test test-fast lint typecheck pytest java-test demo clean image-test bench lock release-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +33,14 @@ lint: $(STAMP) $(BIN)/actionlint
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# loadgroup: the tests sharing the Kafka broker stay in one worker (one broker at a time);
+# each worker has its own moto server
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS)
 
 # The Java library (java/): build and unit tests against the newest 3.x client, then against
 # the newest 4.x (the jars the end-to-end tests load come from this last build; the stamp

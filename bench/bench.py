@@ -25,13 +25,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.configs import example_config, write_yaml
 from tests.support.motoserver import moto_server
 
 from bench.harness import (
     KAFKA_ID,
     SR_ID,
     cpu_s,
-    example_config,
     interleaved,
     kafka_value,
     log_events,
@@ -42,7 +42,6 @@ from bench.harness import (
     sr_value,
     wait_for,
     wall_s,
-    write_yaml,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -317,7 +316,7 @@ def push_propagation(url: str, work: Path, rotations: int) -> Row:
     The EventBridge event is played by sending its body to the instance's
     queue right after the rotation, as EventBridge → SQS delivers it.
     """
-    import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
+    import boto3  # noqa: PLC0415
 
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=url)
     queue = sqs.create_queue(QueueName="secretsync-bench")["QueueUrl"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.support.configs import REGION, example_config, write_yaml  # noqa: F401 (for bench.py)
+from tests.support.seeds import REGION
 
 ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -36,7 +36,7 @@ KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
 SR_ID = "/confluent_cloud_resource/schema_registry_cluster/java_client"
 
 
-def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+def wait_for(predicate: Callable[..., object], timeout_s: float, what: str) -> None:
     """Poll ``predicate`` every 10 ms until it is true; raise after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -46,7 +46,7 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> No
 
 
 def secrets_client(url: str) -> Any:
-    import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
+    import boto3  # noqa: PLC0415
 
     return boto3.client("secretsmanager", region_name=REGION, endpoint_url=url)
 

@@ -18,9 +18,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from tests.support.configs import example_config, write_yaml
 from tests.support.kafka import HANDLER, HANDLER_FILE_CONFIG, KAFKA_4, ApiKey, Probe, running_broker
 
-from bench.harness import example_config, percentile, secrets_client, wait_for, write_yaml
+from bench.harness import percentile, secrets_client, wait_for
 
 REAUTH_MS = 3000
 POLL_INTERVAL_S = 2.0
@@ -40,7 +41,7 @@ def first_auth_latencies(
     daemon: Callable[[Path, Path], AbstractContextManager[Any]],
 ) -> tuple[list[float], list[float], float]:
     """(polling latencies, push latencies, broker start seconds) over ``rotations`` each."""
-    import boto3  # type: ignore[import-untyped]  # noqa: PLC0415
+    import boto3  # noqa: PLC0415
 
     client = secrets_client(url)
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=url)

@@ -1,124 +1,112 @@
-"""Shared fixtures: a real moto server over HTTP, a fault proxy, a JDK reader, the daemon.
+"""Fixtures shared by every test, and the hooks that sort tests into tiers.
 
-Every AWS call in the tests goes to 127.0.0.1. Dummy credentials are set for
-the whole test process (and inherited by daemons it starts); nothing reads a
-real AWS profile or the instance metadata service.
+Fixtures: a real moto server over HTTP (one per test process, emptied before each
+test), a fault proxy, a JDK reader, the daemon as a child process, in-process rigs.
+Every AWS call in the tests goes to 127.0.0.1: the environment is isolated once
+here (tests/support/testenv.py) and inherited by every daemon a test starts.
+
+Tiers: a test that starts a subprocess, a JVM or a server is marked ``slow`` —
+automatically when it uses one of SLOW_FIXTURES or lives in tests/e2e/, by hand
+otherwise. ``make test-fast`` runs the others (``-m "not slow"``). In every run an
+unmarked test that starts a subprocess or binds a TCP/UDP port fails
+(tests/support/guard.py), so the fast tier cannot grow slow tests silently.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import structlog
 
 from secretsync import logs
-from tests.support.configs import example_config, write_yaml  # noqa: F401 (for the tests)
+from tests.support import guard, testenv
+from tests.support.daemon import Daemon
 from tests.support.faultproxy import FaultProxy
+from tests.support.harness import rig
+from tests.support.inproc import run_inproc  # noqa: F401 (the fixture, for every test module)
 from tests.support.java import JavaProperties, compile_reader
-from tests.support.motoserver import free_port, moto_server  # noqa: F401 (free_port: for the tests)
+from tests.support.motoserver import Moto, moto_server, reset
 
-REGION = "us-east-1"
-KAFKA_ID = "/confluent_cloud_resource/kafka_cluster/java_client"
-SR_ID = "/confluent_cloud_resource/schema_registry_cluster/java_client"
-REPO = Path(__file__).resolve().parent.parent
+testenv.isolate()
+guard.install()
 
-# Canaries: if one of these shows up in a log, a metric or an error, we leaked a secret.
-CANARY_PASSWORD = 'CANARY-pw-7f3a9c"\\quote'
-CANARY_SR_SECRET = "CANARY-sr-b41d2e"
+TESTS = Path(__file__).resolve().parent
+
+# a test using one of these starts a subprocess, a JVM or a server (directly or through
+# the fixtures it depends on: pytest lists those too)
+SLOW_FIXTURES = frozenset(
+    {
+        "moto_url",  # moto's server subprocess
+        "java",  # javac, then a JVM per read
+        "start_daemon",  # `secretsync run` child processes
+        "kafka_broker",  # a JVM broker
+        "java_programs",  # JVM clients
+    }
+)
+
+# tests sharing a JVM broker run in one xdist worker, so only one broker runs at a time
+BROKER_FIXTURES = frozenset({"kafka_broker"})
 
 
-def kafka_secret(password: str = CANARY_PASSWORD, user: str = "CANARYKEY1") -> dict[str, str]:
-    jaas = (
-        "org.apache.kafka.common.security.plain.PlainLoginModule required "
-        f'username="{user}" password="{password}";'
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: starts a subprocess, a JVM or a server (left out by `make test-fast`); "
+        "set automatically from the fixtures a test uses and for tests/e2e/",
     )
-    return {
-        "sasl.jaas.config": jaas,
-        "bootstrap.servers": "pkc-12345.us-east-1.aws.confluent.cloud:9092",
-    }
 
 
-def sr_secret(secret: str = CANARY_SR_SECRET) -> dict[str, str]:
-    return {
-        "basic.auth.credentials.source": "USER_INFO",
-        "basic.auth.user.info": f"SRKEY:{secret}",
-        "schema.registry.url": "https://psrc-abcde.us-east-1.aws.confluent.cloud",
-    }
+@pytest.hookimpl(tryfirst=True)  # before -m deselects and xdist groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    e2e = TESTS / "e2e"
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & SLOW_FIXTURES or item.path.is_relative_to(e2e):
+            item.add_marker(pytest.mark.slow)
+        if names & BROKER_FIXTURES:
+            item.add_marker(pytest.mark.xdist_group("kafka_broker"))
 
 
-_TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_CONFIG_FILE": "/dev/null",
-    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-}
-os.environ.update(_TEST_ENV)
-for _var in (
-    "AWS_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "SECRETSYNC_LOG_LEVEL",
-    "SECRETSYNC_LOG_FORMAT",
-):
-    os.environ.pop(_var, None)
+def _watched(item: pytest.Item) -> Generator[None, object, object]:
+    if item.get_closest_marker("slow") is not None:
+        return (yield)
+    guard.watch(item.nodeid)
+    try:
+        result = yield
+    finally:
+        violations = guard.done()
+    if violations:
+        pytest.fail("\n".join(violations), pytrace=False)
+    return result
+
+
+# setup and call, not teardown: a wider-scoped fixture may finish (stop its server)
+# in the teardown of whichever test ran last
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _watched(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    return (yield from _watched(item))
 
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
+    """One moto server per test process (each xdist worker has its own)."""
     with moto_server() as url:
         yield url
 
 
-class Moto:
-    """Set-up side of the emulator: a plain boto3 client for seeding and rotating."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.client: Any = boto3.client("secretsmanager", region_name=REGION, endpoint_url=url)
-
-    def create(self, name: str, value: dict[str, Any] | str) -> str:
-        text = value if isinstance(value, str) else json.dumps(value)
-        return str(self.client.create_secret(Name=name, SecretString=text)["VersionId"])
-
-    def rotate(self, name: str, value: dict[str, Any] | str) -> str:
-        """PutSecretValue: a new version, staged AWSCURRENT."""
-        text = value if isinstance(value, str) else json.dumps(value)
-        return str(self.client.put_secret_value(SecretId=name, SecretString=text)["VersionId"])
-
-    def seed_use_case(self) -> None:
-        self.create(KAFKA_ID, kafka_secret())
-        self.create(SR_ID, sr_secret())
-
-
 @pytest.fixture
 def moto(moto_url: str) -> Moto:
-    req = urllib.request.Request(moto_url + "/moto-api/reset", method="POST")
-    with urllib.request.urlopen(req, timeout=10):
-        pass
+    """The emulator, emptied (``/moto-api/reset``) for this test."""
+    reset(moto_url)
     return Moto(moto_url)
 
 
@@ -147,72 +135,9 @@ def java(tmp_path_factory: pytest.TempPathFactory) -> JavaProperties:
     return compile_reader(tmp_path_factory.mktemp("java"))
 
 
-class Daemon:
-    """``secretsync run`` as a real child process; stderr (JSON logs) goes to a file.
-
-    ``wrap`` goes before the command (``unshare …``); ``env`` is added to the environment.
-    """
-
-    def __init__(
-        self,
-        config: Path,
-        log: Path,
-        *args: str,
-        wrap: tuple[str, ...] = (),
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.log_path = log
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                *wrap,
-                sys.executable,
-                "-m",
-                "secretsync",
-                "run",
-                "-c",
-                str(config),
-                "--log-level",
-                "debug",
-                *args,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, **(env or {})},
-        )
-
-    def events(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                out.append({"event": "<non-json>", "line": line})
-        return out
-
-    def has_event(self, name: str, **fields: Any) -> bool:
-        return any(
-            e.get("event") == name and all(e.get(k) == v for k, v in fields.items())
-            for e in self.events()
-        )
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10) -> float:
-        started = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=timeout_s)
-        return time.monotonic() - started
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._log.close()
-
-
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[Any]:
+    """``start_daemon(config, *args, **kwargs)``: a :class:`Daemon`, killed at teardown."""
     started: list[Daemon] = []
 
     def start(config: Path, *args: str, **kwargs: Any) -> Daemon:
@@ -225,30 +150,9 @@ def start_daemon(tmp_path: Path) -> Iterator[Any]:
         d.close()
 
 
-def run_cli(
-    *args: str, timeout_s: float = 60, env: dict[str, str | None] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m secretsync ARGS``; ``env`` adds variables to ours (None removes one)."""
-    child_env = dict(os.environ)
-    for name, value in (env or {}).items():
-        if value is None:
-            child_env.pop(name, None)
-        else:
-            child_env[name] = value
-    return subprocess.run(
-        [sys.executable, "-m", "secretsync", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        env=child_env,
-    )
-
-
 @pytest.fixture
 def make_rig() -> Iterator[Any]:
     """``make_rig(config, store, **kwargs)``: a syncer with a real writer; locks released after."""
-    from tests.support.harness import rig  # noqa: PLC0415 (harness imports this module)
-
     made: list[Any] = []
 
     def make(*args: Any, **kwargs: Any) -> Any:
@@ -259,7 +163,3 @@ def make_rig() -> Iterator[Any]:
     yield make
     for r in made:
         r.writer.close()
-
-
-# the in-process daemon (tests/support/inproc.py), as a fixture for every test module
-from tests.support.inproc import run_inproc  # noqa: E402, F401

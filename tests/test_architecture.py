@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 PACKAGE = REPO / "daemon" / "secretsync"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
@@ -39,6 +39,7 @@ def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_tree_keeps_every_contract() -> None:
     result = lint_imports(REPO / "daemon")
     assert result.returncode == 0, result.stdout[-3000:]
@@ -55,6 +56,7 @@ def test_the_tree_keeps_every_contract() -> None:
         ("notify/targets.py", "import structlog", "Only logs imports structlog"),
     ],
 )
+@pytest.mark.slow
 def test_a_forbidden_import_breaks_its_contract(
     tmp_path: Path, module: str, line: str, contract: str
 ) -> None:

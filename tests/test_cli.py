@@ -18,22 +18,14 @@ import yaml
 
 from secretsync import __version__
 from secretsync.cli import build_parser
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    KAFKA_ID,
-    REPO,
-    Moto,
-    example_config,
-    free_port,
-    kafka_secret,
-    run_cli,
-    sr_secret,
-    write_yaml,
-)
 from tests.support.certs import make_ca
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import run_cli
 from tests.support.faultproxy import FaultProxy
 from tests.support.java import JavaProperties
+from tests.support.motoserver import Moto, free_port
+from tests.support.paths import REPO
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET, KAFKA_ID, kafka_secret, sr_secret
 from tests.support.wait import wait_until
 
 
@@ -169,7 +161,7 @@ def test_dry_run_shows_what_sasl_and_basic_auth_fix_and_masks_the_credentials(
 
 
 def test_run_follows_a_rotation_and_keeps_the_mode(
-    moto: Moto, tmp_path: Path, java: JavaProperties, start_daemon
+    moto: Moto, tmp_path: Path, java: JavaProperties, start_daemon: Any
 ) -> None:
     moto.seed_use_case()
     out = tmp_path / "out"
@@ -244,6 +236,7 @@ def imported_modules(*args: str) -> set[str]:
     ],
     ids=["help", "check", "health", "demo-help"],
 )
+@pytest.mark.slow
 def test_light_commands_import_no_aws_http_or_metrics_library(args: tuple[str, ...]) -> None:
     assert imported_modules(*args) & HEAVY == set()
 
@@ -264,8 +257,9 @@ def modules_at_exit(*args: str) -> set[str]:
 
 
 def _unused_by_once(modules: set[str]) -> set[str]:
-    unused = ("prometheus_client", "aioboto3", "boto3", "secretsync.serve", "secretsync.push")
-    unused += ("secretsync.runtime.watch", "secretsync.runtime.inotify", "watchfiles")
+    unused: tuple[str, ...] = ("prometheus_client", "aioboto3", "boto3", "secretsync.serve")
+    unused += ("secretsync.push", "secretsync.runtime.watch", "secretsync.runtime.inotify")
+    unused += ("watchfiles",)
     return {m for m in modules if m.startswith(unused)}
 
 
@@ -300,10 +294,12 @@ def test_once_with_a_command_target_loads_the_notifier_but_nothing_else_unused(
     assert _unused_by_once(modules) == set()
 
 
+@pytest.mark.slow
 def test_help_does_not_even_import_the_config_models() -> None:
     assert {"pydantic", "yaml", "structlog"} & imported_modules("--help") == set()
 
 
+@pytest.mark.slow
 def test_the_demo_itself_imports_no_aws_or_http_library() -> None:
     # the emulator runs as a child process; the demo speaks JSON over HTTP with urllib
     code = (
@@ -361,7 +357,9 @@ def test_health_and_status_against_a_daemon_with_tls_client_certs_and_basic_auth
 
     # the health check needs no certificate and no password (an open path), and trusts
     # exactly the daemon's own certificate from the config
-    health = wait_until(lambda: (r := cli("health", "-c", str(cfg))).returncode == 0 and r, 30)
+    health = wait_until(
+        lambda: r if (r := cli("health", "-c", str(cfg))).returncode == 0 else None, 30
+    )
     assert f"https://127.0.0.1:{port}/healthz: healthy (200)" in health.stdout
 
     no_cert = cli("status", "-c", str(cfg))
@@ -374,7 +372,9 @@ def test_health_and_status_against_a_daemon_with_tls_client_certs_and_basic_auth
     )
     assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr
     creds = {"SECRETSYNC_USER": "operator", "SECRETSYNC_PASSWORD": password, **cert}
-    ok = wait_until(lambda: (r := cli("status", "-c", str(cfg), **creds)).returncode == 0 and r, 30)
+    ok = wait_until(
+        lambda: r if (r := cli("status", "-c", str(cfg), **creds)).returncode == 0 else None, 30
+    )
     assert "every output is current and applied" in ok.stdout
     # flags instead of the environment, and a CA bundle with the host name checked
     (tmp_path / "pw").write_text(password + "\n")
@@ -411,6 +411,7 @@ def test_health_and_status_against_a_daemon_with_tls_client_certs_and_basic_auth
 
 
 @pytest.mark.parametrize("flag", ["-V", "--version"])
+@pytest.mark.slow
 def test_version(flag: str) -> None:
     result = run_cli(flag)
     assert result.returncode == 0, result.stderr
@@ -452,6 +453,7 @@ def test_flags_win_over_the_environment(moto: Moto, tmp_path: Path) -> None:
         ("SECRETSYNC_LOG_FORMAT", "xml", "auto, json, console"),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(
     tmp_path: Path, name: str, value: str, allowed: str
 ) -> None:
@@ -467,6 +469,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 @pytest.mark.parametrize("command", sorted(subcommands()))
+@pytest.mark.slow
 def test_every_subcommand_help_has_a_description_and_an_example(command: str) -> None:
     result = run_cli(command, "--help")
 
@@ -481,6 +484,7 @@ def test_every_subcommand_help_has_a_description_and_an_example(command: str) ->
     assert f"\n  secretsync {command}" in example, text
 
 
+@pytest.mark.slow
 def test_compound_durations_on_the_command_line() -> None:
     args = build_parser().parse_args(["demo", "--rotate-every", "1m30s"])
     assert args.rotate_every == 90
@@ -511,6 +515,7 @@ def one_json_line(stderr: str) -> dict[str, Any]:
     ],
     ids=["once-json", "run-json", "check-json", "once-auto"],
 )
+@pytest.mark.slow
 def test_a_config_error_is_a_json_log_line_under_json_logs(
     tmp_path: Path, args: tuple[str, ...]
 ) -> None:
@@ -527,6 +532,7 @@ def test_a_config_error_is_a_json_log_line_under_json_logs(
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_a_config_error_from_the_environment_format_is_json(tmp_path: Path) -> None:
     cfg = tmp_path / "sync.yaml"
     cfg.write_text("outputz: []\n")
@@ -535,6 +541,7 @@ def test_a_config_error_from_the_environment_format_is_json(tmp_path: Path) -> N
     assert one_json_line(result.stderr)["event"] == "config_error"
 
 
+@pytest.mark.slow
 def test_a_config_error_under_console_logs_stays_plain_text(tmp_path: Path) -> None:
     cfg = tmp_path / "sync.yaml"
     cfg.write_text("outputz: []\n")
@@ -583,6 +590,7 @@ SIGHUP_WARNING = "sends SIGHUP to every process matching its `process` alone"
         "cmd",
     ],
 )
+@pytest.mark.slow
 def test_check_warns_when_sighup_goes_to_a_bare_process_match(
     tmp_path: Path, target: dict[str, object], warns: bool
 ) -> None:

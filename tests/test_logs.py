@@ -146,7 +146,7 @@ def test_error_fields_never_carry_an_exceptions_data() -> None:
 
 
 values = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=4, max_size=30
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=4, max_size=30
 )
 
 

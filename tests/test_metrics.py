@@ -38,23 +38,21 @@ from secretsync.serve.server import MonitoringServer, MonitoringServerError, Pro
 from secretsync.source.secretsmanager import SecretsManagerSource
 from secretsync.sync.poller import Poller
 from secretsync.sync.syncer import Syncer
-from tests.conftest import (
+from tests.support.configs import example_config, write_yaml
+from tests.support.contract import CONTRACT, STANDARD, is_standard
+from tests.support.daemon import run_cli
+from tests.support.faultproxy import FaultProxy
+from tests.support.harness import config_data, seeded_source
+from tests.support.motoserver import Moto, free_port
+from tests.support.promtool import run_promtool
+from tests.support.seeds import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
     KAFKA_ID,
     REGION,
     SR_ID,
-    Moto,
-    example_config,
-    free_port,
     kafka_secret,
-    run_cli,
-    write_yaml,
 )
-from tests.support.contract import CONTRACT, STANDARD, is_standard
-from tests.support.faultproxy import FaultProxy
-from tests.support.harness import config_data, seeded_source
-from tests.support.promtool import run_promtool
 from tests.support.wait import async_wait_until, wait_until
 
 CANARIES = (CANARY_PASSWORD, CANARY_SR_SECRET, "CANARY-rotated-5e1")
@@ -224,6 +222,7 @@ async def test_every_throttled_attempt_is_counted(
     registry = CollectorRegistry()
     async with polling(config, proxy.url, Metrics(registry), max_attempts=2) as agent:
         await agent.cycle()
+    assert isinstance(agent.source, SecretsManagerSource)
     assert agent.source.describe_calls == 2  # the agent asked twice…
 
     throttled = value(
@@ -289,7 +288,8 @@ async def test_scrape_has_the_whole_contract_and_promtool_finds_it_clean(
     assert om_status == 200
     assert om_type.startswith("application/openmetrics-text")
     assert om_text.endswith("# EOF\n")
-    assert {f.name for f in openmetrics_families(om_text)} >= set(CONTRACT)
+    families = openmetrics_families(om_text)  # type: ignore[no-untyped-call]
+    assert {f.name for f in families} >= set(CONTRACT)
 
     output = run_promtool("check", "metrics", stdin=text.encode())
     assert output.strip() == "", f"promtool lint findings:\n{output}"
@@ -454,6 +454,7 @@ def test_a_daemon_stays_ready_through_an_outage_longer_than_stale_after(
     assert status_of("/readyz") == 200
 
 
+@pytest.mark.slow
 async def test_healthz_is_503_when_no_poll_started_within_three_intervals() -> None:
     last_poll: list[float | None] = [None]
     probes = Probes(
@@ -521,6 +522,7 @@ async def test_a_canary_value_never_reaches_metrics_readyz_or_logs(
             assert canary not in text
 
 
+@pytest.mark.slow
 async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> None:
     probes = Probes(lambda: None, lambda: 30.0, lambda: [])
     with socket.socket() as taken:
@@ -560,6 +562,7 @@ async def test_start_on_a_port_in_use_is_a_clear_error_and_move_rebinds() -> Non
         assert not server.running
 
 
+@pytest.mark.slow
 def test_the_metrics_module_and_the_health_client_do_not_import_aiohttp() -> None:
     # `secretsync health` and `check` must stay cheap: no aiohttp behind metrics.py
     code = (
@@ -650,6 +653,7 @@ def test_health_command_exit_codes_against_a_real_daemon(
     assert "Traceback" not in down.stderr
 
 
+@pytest.mark.slow
 async def test_health_command_exits_1_on_503(tmp_path: Path) -> None:
     probes = Probes(lambda: time.monotonic() - 1000.0, lambda: 1.0, lambda: [])
     server = MonitoringServer(Metrics(), probes, host="127.0.0.1", port=0, min_window_s=0)
@@ -672,6 +676,7 @@ async def test_health_command_exits_1_on_503(tmp_path: Path) -> None:
     assert b"unhealthy (503)" in stderr
 
 
+@pytest.mark.slow
 def test_health_command_without_a_config_file_uses_the_default_url(tmp_path: Path) -> None:
     result = run_cli("health", "-c", str(tmp_path / "missing.yaml"))
     # 0 or 1 depending on whether something answers on 9464 here; never a config error
@@ -680,6 +685,7 @@ def test_health_command_without_a_config_file_uses_the_default_url(tmp_path: Pat
     assert "config error" not in result.stderr
 
 
+@pytest.mark.slow
 async def test_healthz_fails_naming_a_task_that_keeps_failing() -> None:
     failing: list[str] = []
     probes = Probes(

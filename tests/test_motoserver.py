@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.motoserver import answers
 from tests.support.proctree import Proc, children
 from tests.support.wait import wait_until
@@ -20,6 +22,7 @@ SESSION = (
 )
 
 
+@pytest.mark.slow
 def test_moto_dies_with_a_test_run_that_is_killed_with_sigkill() -> None:
     # no finally can run in a SIGKILLed pytest (a CI timeout, the OOM killer): moto
     # must go with it or it keeps a port and 100 MB until the machine is recycled

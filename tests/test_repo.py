@@ -13,9 +13,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 # the checkout's own location, and homes: paths that exist on one machine only
 MACHINE_PATHS = (str(REPO) + "/", "/root/", "/work/")
@@ -37,11 +38,13 @@ def tracked() -> list[tuple[str, str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_no_tracked_file_is_a_symlink() -> None:
     links = [path for mode, path in tracked() if mode == "120000"]
     assert links == [], f"tracked symlinks (machine-specific): {links}"
 
 
+@pytest.mark.slow
 def test_no_tracked_file_names_a_machine_path() -> None:
     found = []
     for mode, path in tracked():
@@ -55,6 +58,7 @@ def test_no_tracked_file_names_a_machine_path() -> None:
     assert found == []
 
 
+@pytest.mark.slow
 def test_gitignore_patterns_for_bench_venvs_match_symlinks_too() -> None:
     # "dir/" matches directories only: a symlink of that name slipped through once
     ignored = (REPO / ".gitignore").read_text().splitlines()
@@ -67,6 +71,7 @@ def test_gitignore_patterns_for_bench_venvs_match_symlinks_too() -> None:
         assert probe.returncode == 0, f"{venv} is not ignored"
 
 
+@pytest.mark.slow
 def test_the_checkout_has_no_untracked_symlink_named_by_the_makefile() -> None:
     # make clean removes these: it must never remove something tracked
     makefile = (REPO / "Makefile").read_text()
@@ -81,6 +86,7 @@ def test_the_checkout_has_no_untracked_symlink_named_by_the_makefile() -> None:
         assert not Path(target).is_absolute()
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_the_license(tmp_path: Path) -> None:
     license_text = (REPO / "LICENSE").read_text()
     assert "Apache License" in license_text and "Version 2.0" in license_text
@@ -108,6 +114,7 @@ def release_check(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_release_tag_must_name_the_package_version_with_a_dated_changelog_entry() -> None:
     from secretsync import __version__  # noqa: PLC0415
 

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from secretsync.config.model import ConfigError, parse_config
-from tests.conftest import REPO
 from tests.support.examples import commented_examples
+from tests.support.paths import REPO
 
 
 def creds_output(**extra: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from secretsync.config.loader import (
     read_config_text,
 )
 from secretsync.config.model import ConfigError, load_config
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 MEMORY_LIMIT_BYTES = 512 * 1024 * 1024
 VALID_TAIL = "outputs: [{path: /o/a, secrets: [{id: s}]}]\n"
@@ -52,6 +52,7 @@ def check_with_memory_limit(config: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_an_alias_bomb_is_refused_by_check_in_bounded_memory(tmp_path: Path) -> None:
     cfg = tmp_path / "sync.yaml"
     cfg.write_text(billion_laughs())
@@ -68,6 +69,7 @@ def test_an_alias_bomb_is_refused_by_check_in_bounded_memory(tmp_path: Path) -> 
     assert len(result.stderr) < 1000
 
 
+@pytest.mark.slow
 def test_check_reads_at_most_the_size_limit_of_an_endless_file() -> None:
     result = check_with_memory_limit("/dev/zero")
 

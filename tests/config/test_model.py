@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from secretsync.config.model import ConfigError, load_config, parse_config, parse_duration
-from tests.conftest import REPO, run_cli
+from tests.support.daemon import run_cli
+from tests.support.paths import REPO
 
 MINIMAL: dict[str, Any] = {"outputs": [{"path": "/tmp/x/a.properties", "secrets": [{"id": "s"}]}]}
 
@@ -47,7 +48,7 @@ def test_defaults() -> None:
 def test_config_is_frozen() -> None:
     cfg = parse_config(MINIMAL)
     with pytest.raises(ValueError, match="frozen"):
-        cfg.outputs[0].mode = 0o644  # type: ignore[misc]
+        cfg.outputs[0].mode = 0o644  # type: ignore[misc,unused-ignore]  # read-only once frozen
 
 
 def test_example_config_is_valid_and_shares_secrets() -> None:
@@ -264,6 +265,7 @@ MALFORMED = [
 @pytest.mark.parametrize(
     ("name", "text", "field", "allowed"), MALFORMED, ids=[m[0] for m in MALFORMED]
 )
+@pytest.mark.slow
 def test_malformed_config_is_one_clear_error_with_exit_2(
     tmp_path: Path, name: str, text: str, field: str, allowed: str
 ) -> None:
@@ -280,6 +282,7 @@ def test_malformed_config_is_one_clear_error_with_exit_2(
     assert result.stdout == ""
 
 
+@pytest.mark.slow
 def test_once_with_a_malformed_config_writes_nothing(tmp_path: Path) -> None:
     out = tmp_path / "out"
     cfg = tmp_path / "sync.yaml"
@@ -291,12 +294,14 @@ def test_once_with_a_malformed_config_writes_nothing(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_missing_config_file_is_exit_2(tmp_path: Path) -> None:
     result = run_cli("check", "-c", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "cannot read config" in result.stderr
 
 
+@pytest.mark.slow
 def test_check_accepts_the_example() -> None:
     result = run_cli("check", "-c", str(REPO / "sync.yaml.example"))
     assert result.returncode == 0
@@ -351,6 +356,7 @@ def test_a_config_error_has_at_most_50_lines_of_at_most_300_characters() -> None
     assert lines[-1].startswith("… and ") and lines[-1].endswith(" more problems")
 
 
+@pytest.mark.slow
 def test_a_huge_yaml_string_is_cut_short_by_check(tmp_path: Path) -> None:
     cfg = tmp_path / "sync.yaml"
     cfg.write_text(f"poll: {{interval: '{'x' * 500_000}'}}\n" + "outputs: []\n")
@@ -437,6 +443,7 @@ def test_two_outputs_through_a_symlinked_directory_are_one_file(tmp_path: Path) 
     assert os.path.realpath(tmp_path / "real" / "x.properties") in message
 
 
+@pytest.mark.slow
 def test_a_symlinked_file_is_the_file_it_points_to(tmp_path: Path) -> None:
     (tmp_path / "a.properties").symlink_to(tmp_path / "b.properties")
     cfg = tmp_path / "sync.yaml"
@@ -568,6 +575,7 @@ def test_a_relative_pidfile_needs_a_config_file() -> None:
 # --- empty sections ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_example_with_region_commented_out_is_valid(tmp_path: Path) -> None:
     text = (REPO / "sync.yaml.example").read_text()
     assert "\n  region: us-east-1" in text
@@ -635,6 +643,7 @@ def test_a_path_starting_with_a_tilde_is_refused_not_written_under_a_tilde_direc
     assert not (tmp_path / "~").exists()
 
 
+@pytest.mark.slow
 def test_check_refuses_a_tilde_output_path_with_exit_2(tmp_path: Path) -> None:
     cfg = tmp_path / "sync.yaml"
     cfg.write_text("outputs: [{path: ~/client.properties, secrets: [{id: s}]}]\n")

@@ -8,11 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.kafka import Broker, JavaProgram, Probe, running_broker
-
-# connections.max.reauth.ms of the test broker: every client session re-authenticates
-# within 3 s, so a rotation is proven in seconds
-REAUTH_MS = 3000
+from tests.support.kafka import REAUTH_MS, Broker, JavaProgram, running_broker
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +33,3 @@ def java_programs(tmp_path: Path) -> Iterator[Any]:
     yield start
     for program in started:
         program.close()
-
-
-__all__ = ["REAUTH_MS", "Probe"]

@@ -16,7 +16,8 @@ from typing import Any
 
 import javaproperties
 
-from tests.conftest import Moto, write_yaml
+from tests.support.configs import write_yaml
+from tests.support.motoserver import Moto
 from tests.support.wait import wait_until
 
 SECRET_ID = "team/large"

@@ -17,8 +17,12 @@ from typing import Any
 import pytest
 
 from secretsync.output.derive import jaas_config
-from tests.conftest import KAFKA_ID, REPO, Daemon, Moto, example_config, write_yaml
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.kafka import KAFKA_4, ApiKey, Broker, JavaProgram, client_classpath
+from tests.support.motoserver import Moto
+from tests.support.paths import REPO
+from tests.support.seeds import KAFKA_ID
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(900)

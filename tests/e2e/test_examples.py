@@ -13,17 +13,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    CANARY_PASSWORD,
-    KAFKA_ID,
-    REPO,
-    Daemon,
-    Moto,
-    example_config,
-    kafka_secret,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.javaapp import JavaApp, JavaApps, require_jdk
+from tests.support.motoserver import Moto
+from tests.support.paths import REPO
+from tests.support.seeds import CANARY_PASSWORD, KAFKA_ID, kafka_secret
 from tests.support.wait import wait_until
 
 RELOADING_APP = REPO / "examples" / "java" / "ReloadingApp.java"

@@ -31,8 +31,10 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from secretsync import __version__
-from tests.conftest import REPO, Moto, example_config, write_yaml
+from tests.support.configs import example_config, write_yaml
 from tests.support.lockfile import parse_lock
+from tests.support.motoserver import Moto
+from tests.support.paths import REPO
 
 pytestmark = [
     pytest.mark.skipif(
@@ -176,7 +178,7 @@ def test_image_holds_exactly_the_locked_dependencies(
         buildah("rm", container)
     installed = {canonicalize_name(n): v for n, v in json.loads(listing).items()}
     pins, _other = parse_lock((REPO / "requirements.lock").read_text())
-    assert installed.pop("secretsync-sidecar") == __version__
+    assert installed.pop(canonicalize_name("secretsync-sidecar")) == __version__
     assert installed == {pin.name: pin.version for pin in pins}
 
 

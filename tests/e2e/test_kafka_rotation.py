@@ -23,17 +23,20 @@ from typing import Any
 import pytest
 
 from secretsync.output.derive import jaas_config
-from tests.conftest import KAFKA_ID, Daemon, Moto, example_config, write_yaml
-from tests.e2e.conftest import REAUTH_MS
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.kafka import (
     HANDLER,
     HANDLER_FILE_CONFIG,
     KAFKA_3,
     KAFKA_4,
+    REAUTH_MS,
     ApiKey,
     Broker,
     Probe,
 )
+from tests.support.motoserver import Moto
+from tests.support.seeds import KAFKA_ID
 from tests.support.wait import wait_until
 
 # a clean machine fetches the broker and the clients from Maven Central in the first test

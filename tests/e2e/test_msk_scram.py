@@ -23,8 +23,11 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import REGION, Daemon, Moto, example_config, write_yaml
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.kafka import HANDLER, HANDLER_FILE_CONFIG, KAFKA_4, Broker, Probe
+from tests.support.motoserver import Moto
+from tests.support.seeds import REGION
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.timeout(900)  # a clean machine fetches the client jars first

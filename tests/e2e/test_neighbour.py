@@ -23,16 +23,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    Daemon,
-    Moto,
-    example_config,
-    write_yaml,
-)
 from tests.support.apps import NOTIFY_CMD
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
+from tests.support.motoserver import Moto
 from tests.support.namespaces import require_unshare
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET
 from tests.support.wait import wait_until
 
 PY = sys.executable

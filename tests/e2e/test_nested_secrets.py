@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Daemon, Moto, example_config, write_yaml
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
+from tests.support.motoserver import Moto
 from tests.support.wait import wait_until
 
 PY = sys.executable

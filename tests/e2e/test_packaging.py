@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,7 +22,8 @@ import pytest
 import yaml
 
 from secretsync.config.model import Config, load_config, parse_config
-from tests.conftest import REPO, run_cli, write_yaml
+from tests.support.configs import write_yaml
+from tests.support.daemon import run_cli
 from tests.support.dockerfile import install_dirs
 from tests.support.kustomize import (
     SAMPLE_DEPLOYMENT,
@@ -31,6 +33,8 @@ from tests.support.kustomize import (
     validate,
 )
 from tests.support.lockfile import parse_lock, project_dependencies, runtime_closure
+from tests.support.paths import REPO
+from tests.support.require import require
 
 PKG = REPO / "packaging"
 UNIT = PKG / "systemd" / "secretsync.service"
@@ -41,17 +45,11 @@ EXAMPLE = yaml.safe_load((REPO / "sync.yaml.example").read_text())
 EXAMPLE_OUTPUTS = [out["path"] for out in EXAMPLE["outputs"]]
 EXAMPLE_SECRETS = sorted({s["id"] for out in EXAMPLE["outputs"] for s in out["secrets"]})
 METRICS_PORT = 9464
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def tool(name: str) -> str:
     """Path of a CLI tool (PATH or this venv); skipped if absent, a failure in CI."""
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if found is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed; .ci/run must install it")
-        pytest.skip(f"{name} is not installed (CI installs it)")
-    return found
+    return require(name, fix=".ci/run must install it")
 
 
 def output_dirs(config: Config) -> set[str]:
@@ -362,9 +360,9 @@ def test_lock_pins_every_runtime_dependency_with_hashes() -> None:
     # every direct dependency, at a version pyproject allows
     direct = project_dependencies(REPO / "pyproject.toml")
     for req in direct:
-        pin = by_name.get(req.name.lower().replace("_", "-"))
-        assert pin is not None, f"{req.name} (pyproject) is not locked"
-        assert req.specifier.contains(pin.version, prereleases=True), (req, pin.version)
+        locked = by_name.get(req.name.lower().replace("_", "-"))
+        assert locked is not None, f"{req.name} (pyproject) is not locked"
+        assert req.specifier.contains(locked.version, prereleases=True), (req, locked.version)
     # and everything they need, transitively (extras followed, image markers)
     reached, unexpanded = runtime_closure(direct, by_name)
     missing = reached - set(by_name)
@@ -868,22 +866,35 @@ def test_iam_policy_is_least_privilege() -> None:
 # -- README ----------------------------------------------------------------------------------
 
 
-def test_readme_deploying_section_links_every_artifact() -> None:
-    text = (REPO / "README.md").read_text()
-    deploying = text.split("## Deploying", 1)[1].split("\n## ", 1)[0]
-    links = set(re.findall(r"\]\(([^)#]+)[^)]*\)", deploying))
-    for link in links:
-        assert (REPO / link).exists(), link
+def test_the_platform_guides_link_every_artifact() -> None:
+    # README's first screen names the three guides; each guide links the real files
+    readme = (REPO / "README.md").read_text()
+    first_screen = readme.split("\n## ", 2)[0]
+    guides = {"eks.md": "packaging/kubernetes/", "ecs.md": "packaging/ecs/"}
+    guides["ec2-systemd.md"] = "packaging/systemd/"
+    for guide in guides:
+        assert f"(docs/{guide})" in first_screen, guide
+    linked: set[str] = set()
+    for guide in guides:
+        text = (REPO / "docs" / guide).read_text()
+        for link in re.findall(r"\]\(\.\./([^)#]+)[^)]*\)", text):
+            assert (REPO / link).exists(), f"{guide}: {link}"
+            linked.add(link)
     for artifact in (
-        "Dockerfile",
         "packaging/systemd/secretsync.service",
         "packaging/systemd/README.md",
+        "packaging/systemd/kafka-app.service.d/secretsync.conf",
         "packaging/kubernetes/",
+        "packaging/kubernetes/README.md",
+        "packaging/kubernetes/podmonitor.yaml",
         "packaging/ecs/task-definition.json",
+        "packaging/ecs/Dockerfile",
+        "packaging/ecs/sync.yaml",
         "packaging/iam/secretsync-policy.json",
+        "packaging/iam/trust-eks-irsa.json",
+        "packaging/iam/trust-ecs-tasks.json",
     ):
-        assert artifact in links, artifact
-    assert text.index("## Deploying") < text.index("## Development")
+        assert artifact in linked, artifact
 
 
 def test_readme_cost_model_table_follows_its_formula() -> None:
@@ -903,7 +914,7 @@ def test_readme_cost_model_table_follows_its_formula() -> None:
         assert float(fleet) == round(month * 100, 2)
 
 
-SHIPPED_CONFIGS = {
+SHIPPED_CONFIGS: dict[str, Callable[[], Config]] = {
     "sync.yaml.example": lambda: load_config(REPO / "sync.yaml.example"),
     "kubernetes": k8s_config,
     "ecs": lambda: parse_config(yaml.safe_load((PKG / "ecs" / "sync.yaml").read_text())),

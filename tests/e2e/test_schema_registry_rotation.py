@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SR_ID, Daemon, Moto, example_config, write_yaml
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.kafka import SrProbe, require_maven
+from tests.support.motoserver import Moto
+from tests.support.seeds import SR_ID
 from tests.support.srstandin import SchemaRegistryStandIn
 from tests.support.wait import wait_until
 

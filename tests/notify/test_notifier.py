@@ -24,23 +24,20 @@ from secretsync.config.model import Config, parse_config
 from secretsync.metrics import Metrics
 from secretsync.notify.notifier import Notifier
 from secretsync.state import WrittenFile
-from tests.conftest import (
+from tests.support.apps import NOTIFY_CMD, App, is_dead, kill_recorded
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon, run_cli
+from tests.support.hookserver import HookServer
+from tests.support.motoserver import Moto, free_port
+from tests.support.seeds import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
     KAFKA_ID,
     REGION,
     SR_ID,
-    Daemon,
-    Moto,
-    example_config,
-    free_port,
     kafka_secret,
-    run_cli,
     sr_secret,
-    write_yaml,
 )
-from tests.support.apps import NOTIFY_CMD, App, is_dead, kill_recorded
-from tests.support.hookserver import HookServer
 from tests.support.wait import async_wait_until, wait_until
 
 PY = sys.executable
@@ -382,6 +379,7 @@ def written(targets: tuple[str, ...], *paths: Path, initial: bool = False) -> li
     return [WrittenFile(p, targets, initial) for p in paths]
 
 
+@pytest.mark.slow
 async def test_a_signal_target_is_told_once_per_batch_and_each_outcome_logged_and_counted(
     tmp_path: Path, apps: Callable[..., App], log: LogFile
 ) -> None:
@@ -440,6 +438,7 @@ async def test_a_missing_app_at_start_up_is_an_info_line_later_a_failure(
     assert count(metrics, "app", "not_running") == 1
 
 
+@pytest.mark.slow
 async def test_command_runs_once_per_batch_without_a_shell_with_the_changed_files(
     tmp_path: Path, log: LogFile
 ) -> None:
@@ -457,6 +456,7 @@ async def test_command_runs_once_per_batch_without_a_shell_with_the_changed_file
     assert log.one("notify_sent", target="reload")["exit_code"] == 0
 
 
+@pytest.mark.slow
 async def test_failing_hanging_and_missing_commands_are_logged_and_never_block_others(
     tmp_path: Path, log: LogFile, hang_pids: Path
 ) -> None:
@@ -520,6 +520,7 @@ async def test_failing_hanging_and_missing_commands_are_logged_and_never_block_o
     assert count(metrics, "missing", "error") == 1
 
 
+@pytest.mark.slow
 async def test_cancelling_the_notifier_kills_a_running_command(
     tmp_path: Path, log: LogFile, hang_pids: Path
 ) -> None:
@@ -539,6 +540,7 @@ async def test_cancelling_the_notifier_kills_a_running_command(
     await async_wait_until(lambda: is_dead(grandchild), 5, "the grandchild to die")
 
 
+@pytest.mark.slow
 async def test_http_target_is_called_once_per_batch_and_failures_are_logged(
     tmp_path: Path, log: LogFile
 ) -> None:
@@ -591,6 +593,7 @@ async def test_http_target_is_called_once_per_batch_and_failures_are_logged(
     assert "t0k3n-value" not in log.path.read_text()
 
 
+@pytest.mark.slow
 async def test_reconfigure_switches_targets_and_settle(tmp_path: Path, log: LogFile) -> None:
     (a,) = files(tmp_path, "a.properties")
     old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
@@ -613,6 +616,7 @@ async def test_reconfigure_switches_targets_and_settle(tmp_path: Path, log: LogF
     assert records(new)[0]["target"] == "t"
 
 
+@pytest.mark.slow
 async def test_quick_batches_coalesce_per_target_and_the_last_run_sees_the_final_files(
     tmp_path: Path,
 ) -> None:
@@ -651,6 +655,7 @@ class _UpperBound(random.Random):
         return b
 
 
+@pytest.mark.slow
 async def test_splay_delays_each_delivery_within_its_bound_but_not_a_flush(
     tmp_path: Path,
 ) -> None:

@@ -20,10 +20,10 @@ import pytest
 
 from secretsync.config.model import NotifyTarget
 from secretsync.notify import targets
-from tests.conftest import free_port
 from tests.support.apps import NOTIFY_CMD, Apps, is_dead, kill_recorded
 from tests.support.hookserver import HookServer
 from tests.support.hostile import BAD_PIDFILES, CUBIC, LongCmdline, bad_pidfile, java_flood
+from tests.support.motoserver import free_port
 from tests.support.namespaces import without_temp_dirs
 from tests.support.ticker import Ticker
 from tests.support.wait import async_wait_until
@@ -59,6 +59,7 @@ def hang_pids(tmp_path: Path) -> Iterator[Path]:
 # -- signals -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_process_regex_signals_every_matching_process_and_a_miss_is_not_running(
     apps: Apps,
 ) -> None:
@@ -76,6 +77,7 @@ async def test_process_regex_signals_every_matching_process_and_a_miss_is_not_ru
     assert (missed.outcome, missed.reason) == ("not_running", "no process matches `process`")
 
 
+@pytest.mark.slow
 async def test_pidfile_with_process_guard_leaves_a_recycled_or_stale_pid_alone(
     tmp_path: Path, apps: Apps
 ) -> None:
@@ -154,6 +156,7 @@ async def test_a_bad_pidfile_is_an_error_and_nothing_is_signalled(
     assert "pid" not in result.details
 
 
+@pytest.mark.slow
 async def test_a_hostile_command_line_is_an_error_within_the_scan_budget() -> None:
     with LongCmdline(java_flood()) as hostile:
         assert hostile.cmdline_bytes() > 400_000
@@ -167,6 +170,7 @@ async def test_a_hostile_command_line_is_an_error_within_the_scan_budget() -> No
     assert "pids" not in result.details
 
 
+@pytest.mark.slow
 async def test_a_hostile_command_line_behind_a_pidfile_is_bounded_too(tmp_path: Path) -> None:
     pidfile = tmp_path / "app.pid"
     with LongCmdline(java_flood()) as hostile:
@@ -182,6 +186,7 @@ async def test_a_hostile_command_line_behind_a_pidfile_is_bounded_too(tmp_path: 
     )
 
 
+@pytest.mark.slow
 async def test_a_long_command_line_matching_in_its_first_64_KiB_is_signalled() -> None:
     tag = f"KafkaApp-{os.urandom(6).hex()}"
     with LongCmdline([tag, "-Dfiller=" + "x" * 100_000]) as app:
@@ -194,6 +199,7 @@ async def test_a_long_command_line_matching_in_its_first_64_KiB_is_signalled() -
 # -- commands ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_command_runs_without_a_shell_with_the_changed_files_in_its_environment(
     tmp_path: Path,
 ) -> None:
@@ -208,6 +214,7 @@ async def test_a_command_runs_without_a_shell_with_the_changed_files_in_its_envi
     assert lines == [{"argv": ["$HOME; echo hi", "*"], "changed": "/a:/b", "target": "reload"}]
 
 
+@pytest.mark.slow
 async def test_a_failing_command_is_a_retryable_error_with_its_output(tmp_path: Path) -> None:
     fails = tmp_path / "fails.txt"
     argv = [PY, str(NOTIFY_CMD), "fail", "3", "4", str(fails)]
@@ -220,11 +227,13 @@ async def test_a_failing_command_is_a_retryable_error_with_its_output(tmp_path: 
     assert "output_truncated" not in result.details
 
 
+@pytest.mark.slow
 async def test_a_missing_executable_is_an_error(tmp_path: Path) -> None:
     result = await targets.run_command("x", target(command=[str(tmp_path / "nope")]), [])
     assert (result.outcome, result.reason) == ("error", "executable not found")
 
 
+@pytest.mark.slow
 async def test_a_hanging_command_times_out_and_its_process_group_is_killed(
     hang_pids: Path,
 ) -> None:
@@ -240,6 +249,7 @@ async def test_a_hanging_command_times_out_and_its_process_group_is_killed(
     )
 
 
+@pytest.mark.slow
 async def test_cancelling_a_command_kills_its_process_group(hang_pids: Path) -> None:
     argv = [PY, str(NOTIFY_CMD), "hang", str(hang_pids)]
     task = asyncio.create_task(targets.run_command("hang", target(command=argv), []))
@@ -254,6 +264,7 @@ async def test_cancelling_a_command_kills_its_process_group(hang_pids: Path) -> 
     await async_wait_until(lambda: is_dead(grandchild), 5, "the grandchild to die")
 
 
+@pytest.mark.slow
 async def test_a_megabyte_of_output_is_drained_and_truncated_to_2_KiB() -> None:
     code = "import sys\nsys.stdout.write('x' * 1048576 + 'END')\nsys.stdout.flush()"
     result = await asyncio.wait_for(
@@ -266,6 +277,7 @@ async def test_a_megabyte_of_output_is_drained_and_truncated_to_2_KiB() -> None:
     assert result.details["output_truncated"] is True
 
 
+@pytest.mark.slow
 async def test_a_grandchild_holding_the_output_open_does_not_hold_us_up(
     hang_pids: Path,
 ) -> None:
@@ -281,6 +293,7 @@ async def test_a_grandchild_holding_the_output_open_does_not_hold_us_up(
     assert not is_dead(grandchild)  # it still holds the write end: no EOF was possible
 
 
+@pytest.mark.slow
 def test_command_output_is_captured_with_no_usable_temp_dir(tmp_path: Path) -> None:
     script = (
         "import asyncio, json, sys, tempfile\n"
@@ -316,6 +329,7 @@ def test_command_output_is_captured_with_no_usable_temp_dir(tmp_path: Path) -> N
 # -- HTTP --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_http_2xx_is_ok_and_another_status_a_retryable_error_with_a_snippet() -> None:
     async with HookServer() as server:
         ok = await targets.call_http(
@@ -340,6 +354,7 @@ async def test_http_2xx_is_ok_and_another_status_a_retryable_error_with_a_snippe
     assert failed.details == {"method": "PUT", "status": 500, "body": "reload failed"}
 
 
+@pytest.mark.slow
 async def test_a_refused_connection_is_not_running_at_start_up_and_an_error_later() -> None:
     hook = target(http={"url": f"http://127.0.0.1:{free_port()}/reload", "timeout": "5s"})
     early = await targets.call_http("app", hook, [], initial=True)
@@ -349,6 +364,7 @@ async def test_a_refused_connection_is_not_running_at_start_up_and_an_error_late
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.slow
 async def test_a_redirect_is_an_error_and_is_not_followed(status: int) -> None:
     # a 3xx must not carry the token and the body elsewhere (another host, another path)
     async with HookServer() as elsewhere, HookServer() as server:

@@ -20,7 +20,7 @@ from secretsync.config.model import OutputConfig, parse_config
 from secretsync.escapes import jaas_quote
 from secretsync.output.render import RenderError, collect, env_key, render
 from secretsync.source.protocol import SecretValue
-from tests.conftest import Moto, example_config, run_cli, write_yaml
+from tests.support.configs import example_config, write_yaml
 from tests.support.cred_cases import (
     CONTROLS,
     MODULES,
@@ -29,8 +29,10 @@ from tests.support.cred_cases import (
     cred_cases,
     secret_texts,
 )
+from tests.support.daemon import run_cli
 from tests.support.examples import commented_examples
 from tests.support.jaas import PARSERS, JaasEntry, JaasReader, compile_jaas_reader
+from tests.support.motoserver import Moto
 from tests.support.shell import source_env_files
 
 SETTINGS = settings(
@@ -76,6 +78,7 @@ def value(data: object, secret_id: str = "k") -> SecretValue:
 # --- the JAAS line, as the JDK and Kafka read it --------------------------------------
 
 
+@pytest.mark.slow
 def test_any_credentials_reach_both_jaas_parsers_and_every_format_intact(
     tmp_path: Path, jaas: JaasReader
 ) -> None:
@@ -116,6 +119,7 @@ def test_any_credentials_reach_both_jaas_parsers_and_every_format_intact(
             assert env[index] == {env_key(k): v for k, v in everything.items()}, where
 
 
+@pytest.mark.slow
 def test_the_oracle_catches_a_hand_written_template(tmp_path: Path, jaas: JaasReader) -> None:
     """The failure the issue describes: an unescaped template in `static` breaks the
     login in both parsers, while `sasl` gives the intended password to both."""
@@ -142,13 +146,13 @@ def test_the_oracle_catches_a_hand_written_template(tmp_path: Path, jaas: JaasRe
         )
     views = jaas.load_many(files)
     for index, password in enumerate(passwords):
-        naive, derived = views[2 * index], views[2 * index + 1]
+        naive_view, derived_view = views[2 * index], views[2 * index + 1]
         intended = [
             JaasEntry(MODULES["PLAIN"], "REQUIRED", {"username": "u", "password": password})
         ]
         for parser in PARSERS:
-            assert naive.jaas[parser] != intended, (parser, password)
-            assert derived.jaas[parser] == intended, (parser, password)
+            assert naive_view.jaas[parser] != intended, (parser, password)
+            assert derived_view.jaas[parser] == intended, (parser, password)
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,7 @@ except WriteError as exc:
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
     path = tmp_path / "client.properties"
     write_if_changed(path, b"old=1\n")

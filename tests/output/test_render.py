@@ -166,6 +166,7 @@ def test_env_keys() -> None:
     assert env_key("9lives") == "_9LIVES"
 
 
+@pytest.mark.slow
 def test_env_format_survives_a_real_shell() -> None:
     data = render(output("env"), {"s": value(NASTY)})
     script = data.decode() + "\nprintf '%s' \"$SASL_JAAS_CONFIG\"; printf '\\0%s' \"$INJECTION\""
@@ -338,6 +339,7 @@ def test_env_collision_names_both_sources() -> None:
 
 
 @pytest.mark.parametrize("secret_id", ["x\nEVIL=1", "x\rEVIL=1", "x\0\x1b\u2028", "x\\"])
+@pytest.mark.slow
 def test_env_header_cannot_be_broken_by_a_secret_id(secret_id: str, tmp_path: Path) -> None:
     out = output("env", secrets=[{"id": secret_id}])
     data = render(out, {secret_id: value({"k": "v"}, secret_id)})
@@ -373,7 +375,9 @@ SETTINGS = settings(
 )
 
 
-def _read_back(fmt: str, files: list[Path], tmp_path: Path, request: Any) -> list[list[dict]]:
+def _read_back(
+    fmt: str, files: list[Path], tmp_path: Path, request: Any
+) -> list[list[dict[str, str]]]:
     """Per reader, what it sees in each file (one process per reader for all files)."""
     if fmt == "json":
         return [[json.loads(path.read_bytes()) for path in files]]
@@ -383,6 +387,7 @@ def _read_back(fmt: str, files: list[Path], tmp_path: Path, request: Any) -> lis
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.slow
 def test_any_secret_renders_exactly_or_fails_safely(
     fmt: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

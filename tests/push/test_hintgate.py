@@ -48,7 +48,7 @@ def test_a_few_hints_per_window_never_widen_it() -> None:
             gate.offer(["a"], now + 0.1 + n / 100)
         assert gate.due(now + 1.0) == ["a"]
         now += 1.0
-    assert gate.next_due() is None or gate.next_due() <= now + 1.0
+    assert (due := gate.next_due()) is None or due <= now + 1.0
 
 
 def test_a_secret_in_backoff_is_not_hinted_until_the_backoff_ends() -> None:

@@ -23,21 +23,13 @@ import boto3
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import (
-    KAFKA_ID,
-    REGION,
-    REPO,
-    SR_ID,
-    Daemon,
-    Moto,
-    example_config,
-    free_port,
-    kafka_secret,
-    sr_secret,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.fakesqs import FloodingSqs
 from tests.support.faultproxy import FaultProxy
+from tests.support.motoserver import Moto, free_port
+from tests.support.paths import REPO
+from tests.support.seeds import KAFKA_ID, REGION, SR_ID, kafka_secret, sr_secret
 from tests.support.wait import wait_until
 
 ACCOUNT = "123456789012"
@@ -203,6 +195,7 @@ def test_a_topic_gets_a_queue_of_our_own_that_a_clean_stop_removes(
     assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
 
 
+@pytest.mark.slow
 def test_the_shipped_eventbridge_template_lints_clean() -> None:
     template = REPO / "packaging" / "push" / "eventbridge-sns.yaml"
     result = subprocess.run(

@@ -31,11 +31,13 @@ from secretsync.push.sqs import (
     name_part,
     own_queue_name,
 )
-from tests.conftest import KAFKA_ID, REGION, REPO, Daemon, Moto, kafka_secret
 from tests.push.test_listener import ACCOUNT, client, label_updated, sample
 from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.faultproxy import FaultProxy
-from tests.support.motoserver import free_port
+from tests.support.motoserver import Moto, free_port
+from tests.support.paths import REPO
+from tests.support.seeds import KAFKA_ID, REGION, kafka_secret
 from tests.support.wait import wait_until
 
 TOPIC_NAME = "secretsmanager-events"  # the topic of the shipped policy
@@ -135,6 +137,7 @@ def ecs_metadata() -> Iterator[EcsMetadata]:
         endpoint.close()
 
 
+@pytest.mark.slow
 async def test_the_identity_is_the_ecs_task_family_else_the_host_name(
     ecs_metadata: EcsMetadata,
 ) -> None:
@@ -325,7 +328,7 @@ def in_uts_namespace(hostname: str) -> tuple[str, ...]:
         if unshare
         else None
     )
-    if probe is None or probe.returncode != 0:
+    if unshare is None or probe is None or probe.returncode != 0:
         pytest.fail("`unshare --uts` is needed (root and util-linux) to play a host name")
     return (unshare, "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', hostname)
 

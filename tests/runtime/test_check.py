@@ -12,19 +12,11 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    KAFKA_ID,
-    REGION,
-    SR_ID,
-    Moto,
-    example_config,
-    run_cli,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import run_cli
 from tests.support.faultproxy import FaultProxy
-from tests.support.motoserver import moto_server
+from tests.support.motoserver import Moto, moto_server
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET, KAFKA_ID, REGION, SR_ID
 
 CANARY_KEY_VALUE = "CANARY-preflight-9d2e"
 READ_ONLY = {"DescribeSecret", "GetSecretValue"}
@@ -241,6 +233,7 @@ def enforce_iam(url: str) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_credentials_that_may_not_read_a_secret_or_the_queue_are_named(
     iam_moto: str, tmp_path: Path
 ) -> None:

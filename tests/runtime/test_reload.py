@@ -49,7 +49,7 @@ def _base(tmp_path: Path, port: int) -> dict[str, Any]:
 
 
 def _changed(data: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    new = json.loads(json.dumps(data))
+    new: dict[str, Any] = json.loads(json.dumps(data))
     extra = dict(new["outputs"][0], path=str(tmp_path / "out" / "added.properties"))
     new["outputs"].append(extra)
     new["outputs"][0]["static"] = {**new["outputs"][0].get("static", {}), "client.id": "new"}
@@ -109,6 +109,7 @@ def _snapshot(runtime: Runtime) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("step", ["yaml", "schema", "tls", "lock", "listen"])
+@pytest.mark.slow
 async def test_a_reload_failing_at_any_step_changes_nothing(
     tmp_path: Path, run_inproc: Start, taken_port: int, step: str, log_buffer: io.StringIO
 ) -> None:
@@ -146,6 +147,7 @@ async def test_a_reload_failing_at_any_step_changes_nothing(
     assert len(failed) == 1 and expected in str(failed[0].get("error", "")), failed
 
 
+@pytest.mark.slow
 async def test_a_reload_that_succeeds_switches_every_part(
     tmp_path: Path, run_inproc: Start
 ) -> None:

@@ -21,17 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import (
-    KAFKA_ID,
-    Daemon,
-    Moto,
-    example_config,
-    kafka_secret,
-    run_cli,
-    write_yaml,
-)
 from tests.support.apps import NOTIFY_CMD, is_dead, kill_recorded
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon, run_cli
 from tests.support.faultproxy import FaultProxy
+from tests.support.motoserver import Moto
+from tests.support.seeds import KAFKA_ID, kafka_secret
 from tests.support.wait import wait_until
 
 PY = sys.executable

@@ -10,18 +10,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from secretsync.runtime.sdnotify import SdNotifier
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    Moto,
-    example_config,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.motoserver import Moto
 from tests.support.notifysock import NotifySocket
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET
 from tests.support.wait import wait_until
 
 OUTPUT_NAMES = ("client.properties", "schema-registry.properties", "combined.properties")
@@ -48,7 +45,7 @@ def _no_secret_in(sock: NotifySocket) -> None:
 def test_ready_only_after_the_first_complete_sync_then_watchdog_and_stopping(
     moto: Moto,
     tmp_path: Path,
-    start_daemon,
+    start_daemon: Any,
     notify_socket: NotifySocket,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -97,7 +94,7 @@ def test_ready_only_after_the_first_complete_sync_then_watchdog_and_stopping(
 def test_without_notify_socket_the_daemon_sends_nothing_and_runs(
     moto: Moto,
     tmp_path: Path,
-    start_daemon,
+    start_daemon: Any,
     path_socket: NotifySocket,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -22,22 +22,14 @@ import pytest
 from secretsync.config.model import load_config
 from secretsync.metrics import Metrics
 from secretsync.output.locks import OutputLock
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    KAFKA_ID,
-    SR_ID,
-    Daemon,
-    Moto,
-    example_config,
-    free_port,
-    kafka_secret,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.faultproxy import FaultProxy
 from tests.support.harness import NOWHERE, seeded_source
 from tests.support.inproc import Start
+from tests.support.motoserver import Moto, free_port
 from tests.support.notifysock import NotifySocket
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET, KAFKA_ID, SR_ID, kafka_secret
 from tests.support.wait import async_wait_until, wait_until
 
 NAMES = ("client.properties", "schema-registry.properties", "combined.properties")
@@ -116,7 +108,7 @@ def test_tampered_outputs_are_restored_with_their_mode_and_no_fetch(
     for what, tamper in tampers:
         before = repairs()
         tamper()
-        wait_until(lambda b=before: repairs() > b, 10, f"a drift repair after {what}")  # type: ignore[misc]
+        wait_until(lambda b=before: repairs() > b, 10, f"a drift repair after {what}")
         wait_until(restored, 10, f"{target} restored after {what}")
 
     # the whole directory removed: every file comes back
@@ -352,12 +344,12 @@ async def test_own_writes_on_rotation_are_not_drift(tmp_path: Path, run_inproc: 
         r.source.put(KAFKA_ID, kafka_secret(password=password))
         needle = password.encode()
         await async_wait_until(
-            lambda n=needle: n in (content(kafka_file) or b""),  # type: ignore[misc]
+            lambda n=needle: n in (content(kafka_file) or b""),
             10,
             f"rotation {i} written",
         )
         # the watcher has seen (and handled) the events of that write
-        await async_wait_until(lambda b=batches: r.watcher.batches > b, 10, "watch events")  # type: ignore[misc]
+        await async_wait_until(lambda b=batches: r.watcher.batches > b, 10, "watch events")
 
     # the metric follows the rename (after the directory fsync)
     await async_wait_until(
@@ -384,7 +376,7 @@ async def test_many_rapid_edits_cause_one_reload(tmp_path: Path, run_inproc: Sta
         write_yaml(cfg, data)
         # each edit seen on its own, each one asking for a reload
         await async_wait_until(
-            lambda n=requests: r.reloader.file_requests > n,  # type: ignore[misc]
+            lambda n=requests: r.reloader.file_requests > n,
             10,
             f"edit {i} seen",
         )

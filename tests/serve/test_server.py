@@ -39,10 +39,12 @@ from secretsync.serve.server import (
 )
 from secretsync.source.secretsmanager import SecretsManagerSource
 from secretsync.sync.syncer import Syncer
-from tests.conftest import REGION, Moto, example_config, free_port, write_yaml
+from tests.support.configs import example_config, write_yaml
 from tests.support.flood import fd_budget, half_sent_flood, scrape_flood
 from tests.support.inproc import Start
 from tests.support.memsource import MemorySource
+from tests.support.motoserver import Moto, free_port
+from tests.support.seeds import REGION
 from tests.support.wait import async_wait_until
 
 FLOOD = 1100  # more than the 1024 descriptors a default container gives a process
@@ -162,6 +164,7 @@ async def test_a_flood_of_half_sent_requests_leaves_room_for_probes_scrapes_and_
             writer.close()
 
 
+@pytest.mark.slow
 async def test_at_the_cap_the_oldest_half_sent_request_makes_room_for_a_probe() -> None:
     limits = ServerLimits(max_connections=4, header_timeout_s=120)
     srv = MonitoringServer(Metrics(), ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
@@ -245,6 +248,7 @@ async def test_the_daemon_keeps_syncing_reloading_and_answering_under_a_flood(
 # -- slow and oversize requests -------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_slowloris_is_closed_after_the_header_timeout(server: MonitoringServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     trickle = b"X-Slow: " + b"a" * 120 + b"\r\n\r\n"  # 130 s at a byte a second
@@ -292,6 +296,7 @@ async def test_a_slowloris_is_closed_after_the_header_timeout(server: Monitoring
         ),
     ],
 )
+@pytest.mark.slow
 async def test_oversize_headers_get_4xx_or_a_closed_connection(
     server: MonitoringServer, request_bytes: bytes
 ) -> None:
@@ -300,6 +305,7 @@ async def test_oversize_headers_get_4xx_or_a_closed_connection(
     assert await answers_200(server.url + "/healthz")
 
 
+@pytest.mark.slow
 async def test_an_oversize_request_line_gets_414_or_400(server: MonitoringServer) -> None:
     line = b"GET /healthz?" + b"q" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     assert status_of(await exchange(server.port, line)) in (400, 414)
@@ -307,6 +313,7 @@ async def test_an_oversize_request_line_gets_414_or_400(server: MonitoringServer
 
 @pytest.mark.parametrize("size", [10, 100_000])
 @pytest.mark.parametrize("method", [b"GET", b"POST"])
+@pytest.mark.slow
 async def test_a_request_body_is_refused(
     server: MonitoringServer, method: bytes, size: int
 ) -> None:
@@ -315,6 +322,7 @@ async def test_a_request_body_is_refused(
     assert status is None or 400 <= status < 500, status
 
 
+@pytest.mark.slow
 async def test_a_prometheus_scrape_fits_the_limits(server: MonitoringServer) -> None:
     scrape = (
         b"GET /metrics HTTP/1.1\r\nHost: 10.1.2.3:9464\r\nUser-Agent: Prometheus/2.53.0\r\n"
@@ -329,6 +337,7 @@ async def test_a_prometheus_scrape_fits_the_limits(server: MonitoringServer) -> 
     assert b"secretsync_build_info" in gzip.decompress(body)
 
 
+@pytest.mark.slow
 async def test_one_request_per_connection(server: MonitoringServer) -> None:
     twice = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2  # pipelined
     response = await exchange(server.port, twice)  # returns once the server closes
@@ -343,6 +352,7 @@ async def test_one_request_per_connection(server: MonitoringServer) -> None:
     assert b"\r\nconnection: close" in not_found.lower()
 
 
+@pytest.mark.slow
 async def test_a_flood_of_bad_requests_is_summarised_not_logged_each(
     server: MonitoringServer, log_buffer: io.StringIO, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -378,6 +388,7 @@ def probe_healthz(url: str) -> tuple[int | None, float]:
     return status, time.monotonic() - started
 
 
+@pytest.mark.slow
 async def test_many_scrapers_of_a_thousand_outputs_leave_healthz_and_polls_alone(
     tmp_path: Path, run_inproc: Start
 ) -> None:
@@ -425,6 +436,7 @@ async def test_many_scrapers_of_a_thousand_outputs_leave_healthz_and_polls_alone
     assert flood.answers.get(200, 0) >= SCRAPERS  # the scrapers were served, not just refused
 
 
+@pytest.mark.slow
 async def test_concurrent_scrapes_share_a_build_and_never_see_data_older_than_the_request(
     server: MonitoringServer,
 ) -> None:
@@ -450,6 +462,7 @@ class SlowCollector(Collector):
         return iter(())
 
 
+@pytest.mark.slow
 async def test_scrapes_waiting_for_their_answer_make_room_for_a_probe() -> None:
     metrics = Metrics()
     slow = SlowCollector()
@@ -475,6 +488,7 @@ async def test_scrapes_waiting_for_their_answer_make_room_for_a_probe() -> None:
         await srv.stop()
 
 
+@pytest.mark.slow
 async def test_beyond_max_busy_a_scrape_is_answered_503_at_once() -> None:
     metrics = Metrics()
     slow = SlowCollector()
@@ -497,6 +511,7 @@ async def test_beyond_max_busy_a_scrape_is_answered_503_at_once() -> None:
         await srv.stop()
 
 
+@pytest.mark.slow
 async def test_a_handler_past_its_deadline_answers_504() -> None:
     metrics = Metrics()
     slow = SlowCollector()

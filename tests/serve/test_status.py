@@ -13,25 +13,18 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from secretsync.serve import status
 from secretsync.serve.status import format_table, healthy
-from tests.conftest import (
-    CANARY_PASSWORD,
-    CANARY_SR_SECRET,
-    KAFKA_ID,
-    SR_ID,
-    Moto,
-    example_config,
-    free_port,
-    kafka_secret,
-    run_cli,
-    write_yaml,
-)
 from tests.support.apps import NOTIFY_CMD
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import run_cli
 from tests.support.inproc import Start
 from tests.support.memsource import MemorySource
+from tests.support.motoserver import Moto, free_port
+from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET, KAFKA_ID, SR_ID, kafka_secret
 from tests.support.wait import async_wait_until, wait_until
 
 PY = sys.executable
@@ -145,7 +138,9 @@ def test_status_exits_0_when_everything_is_current_and_applied(
     start_daemon(cfg)
     wait_until(lambda: (out / "combined.properties").exists(), 30, "first sync")
     result = wait_until(
-        lambda: (r := run_cli("status", "-c", str(cfg))).returncode == 0 and r, 20, "status 0"
+        lambda: r if (r := run_cli("status", "-c", str(cfg))).returncode == 0 else None,
+        20,
+        "status 0",
     )
     assert "every output is current and applied" in result.stdout
     assert SR_ID in result.stdout
@@ -193,6 +188,7 @@ DENIED_MESSAGE = (
 )
 
 
+@pytest.mark.slow
 async def test_status_errors_are_a_code_and_a_fixed_description_never_the_message(
     tmp_path: Path, run_inproc: Start
 ) -> None:

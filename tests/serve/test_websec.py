@@ -27,10 +27,11 @@ from secretsync.config.sections import MetricsConfig
 from secretsync.metrics import Metrics
 from secretsync.serve.server import MonitoringServer, MonitoringServerError, Probes, ServerLimits
 from secretsync.serve.websec import TLS_CHECK_INTERVAL_S, web_security
-from tests.conftest import free_port, write_yaml
 from tests.support.certs import Ca, Pair, client_context, common_name, make_ca
+from tests.support.configs import write_yaml
 from tests.support.inproc import Start
 from tests.support.memsource import MemorySource
+from tests.support.motoserver import free_port
 from tests.support.wait import async_wait_until
 
 PASSWORD = "CANARY-scrape-pw-4e1"
@@ -109,6 +110,7 @@ async def handshake(port: int, context: ssl.SSLContext) -> str:
 # -- HTTPS and basic auth -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_basic_auth_over_https_guards_metrics_and_status_but_not_the_probes(
     ca: Ca, server_pair: Pair, log_buffer: io.StringIO
 ) -> None:
@@ -137,6 +139,7 @@ async def test_basic_auth_over_https_guards_metrics_and_status_but_not_the_probe
     assert PASSWORD not in log_buffer.getvalue()
 
 
+@pytest.mark.slow
 async def test_a_password_is_checked_with_bcrypt_once_then_remembered(
     ca: Ca, server_pair: Pair
 ) -> None:
@@ -154,6 +157,7 @@ async def test_a_password_is_checked_with_bcrypt_once_then_remembered(
         assert server.security.auth.checks == 3  # a wrong password is never remembered
 
 
+@pytest.mark.slow
 async def test_basic_auth_without_tls_works_too(tmp_path: Path) -> None:
     async with serving({"web_config": {"basic_auth_users": {"u": HASH}}}) as server:
         assert server.url.startswith("http://")
@@ -163,6 +167,7 @@ async def test_basic_auth_without_tls_works_too(tmp_path: Path) -> None:
         assert (await fetch(server.url + "/healthz"))[0] == 200
 
 
+@pytest.mark.slow
 async def test_plain_http_to_the_https_port_gets_no_answer(server_pair: Pair) -> None:
     async with serving({"web_config": {"tls_server_config": tls(server_pair)}}) as server:
         with pytest.raises(aiohttp.ClientError):
@@ -170,6 +175,7 @@ async def test_plain_http_to_the_https_port_gets_no_answer(server_pair: Pair) ->
         await async_wait_until(lambda: server.shed["tls_failed"] >= 1, 10, "the bad handshake")
 
 
+@pytest.mark.slow
 async def test_a_client_that_does_not_trust_the_server_certificate_fails(
     server_pair: Pair, tmp_path: Path
 ) -> None:
@@ -182,6 +188,7 @@ async def test_a_client_that_does_not_trust_the_server_certificate_fails(
 # -- client certificates --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_client_certificates_guard_metrics_and_status_and_probes_need_none(
     ca: Ca, server_pair: Pair, tmp_path: Path
 ) -> None:
@@ -206,6 +213,7 @@ async def test_client_certificates_guard_metrics_and_status_and_probes_need_none
             await fetch(server.url + "/healthz", client_context(ca, stranger))
 
 
+@pytest.mark.slow
 async def test_with_no_open_paths_a_client_without_a_certificate_fails_the_handshake(
     ca: Ca, server_pair: Pair, tmp_path: Path
 ) -> None:
@@ -221,6 +229,7 @@ async def test_with_no_open_paths_a_client_without_a_certificate_fails_the_hands
         assert (await fetch(server.url + "/healthz", client_context(ca, client)))[0] == 200
 
 
+@pytest.mark.slow
 async def test_client_allowed_sans_admit_only_the_named_clients(
     ca: Ca, server_pair: Pair, tmp_path: Path
 ) -> None:
@@ -240,6 +249,7 @@ async def test_client_allowed_sans_admit_only_the_named_clients(
         assert (status, body) == (403, "the client certificate is not allowed")
 
 
+@pytest.mark.slow
 async def test_verify_client_cert_if_given_lets_anyone_in_and_checks_what_is_given(
     ca: Ca, server_pair: Pair, tmp_path: Path
 ) -> None:
@@ -260,6 +270,7 @@ async def test_verify_client_cert_if_given_lets_anyone_in_and_checks_what_is_giv
 # -- certificate rotation and hostile handshakes ---------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not(
     ca: Ca, tmp_path: Path, log_buffer: io.StringIO
 ) -> None:
@@ -307,6 +318,7 @@ async def _cn_is(port: int, context: ssl.SSLContext, name: str) -> bool:
     return await handshake(port, context) == name
 
 
+@pytest.mark.slow
 async def test_unfinished_handshakes_are_capped_evicted_and_timed_out(
     ca: Ca, server_pair: Pair
 ) -> None:
@@ -396,6 +408,7 @@ def test_the_default_listen_address_is_loopback() -> None:
 # -- a reload ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_a_reload_turns_on_tls_and_auth_and_a_broken_certificate_is_refused(
     ca: Ca, server_pair: Pair, tmp_path: Path, run_inproc: Start
 ) -> None:

@@ -22,23 +22,15 @@ import yaml
 from secretsync.source.failover import FailoverSource
 from secretsync.source.protocol import Read, SourceError
 from secretsync.state import WrittenFile
-from tests.conftest import (
-    KAFKA_ID,
-    REPO,
-    SR_ID,
-    Daemon,
-    Moto,
-    example_config,
-    free_port,
-    kafka_secret,
-    run_cli,
-    sr_secret,
-    write_yaml,
-)
 from tests.support.apps import App
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon, run_cli
 from tests.support.faultproxy import FaultProxy
 from tests.support.harness import make_config
 from tests.support.memsource import UNREACHABLE, MemorySource
+from tests.support.motoserver import Moto, free_port
+from tests.support.paths import REPO
+from tests.support.seeds import KAFKA_ID, SR_ID, kafka_secret, sr_secret
 from tests.support.wait import wait_until
 
 PRIMARY, REPLICA = "us-east-1", "us-west-2"
@@ -300,6 +292,7 @@ def test_a_healthy_or_throttled_primary_never_sends_a_request_to_the_replica(
     assert "secret_failed_over" not in result.stderr
 
 
+@pytest.mark.slow
 def test_check_refuses_a_failover_region_equal_to_the_primary(tmp_path: Path) -> None:
     data = example_config(tmp_path / "out", "http://127.0.0.1:9")
     data["aws"] = {"region": PRIMARY, "failover_region": PRIMARY}

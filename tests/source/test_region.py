@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from secretsync.source.region import region_from_config_file, resolve_region
-from tests.conftest import run_cli
+from tests.support.daemon import run_cli
 
 WARNING = "warning: no AWS region: set aws.region, AWS_REGION or a region in the AWS config file"
 NO_REGION_CONFIG = "outputs: [{path: /o/a, secrets: [{id: s}]}]\n"
@@ -32,6 +32,7 @@ def check(tmp_path: Path, text: str = NO_REGION_CONFIG) -> subprocess.CompletedP
     return run_cli("check", "-c", str(cfg))
 
 
+@pytest.mark.slow
 def test_check_warns_when_no_region_can_be_found(tmp_path: Path, no_region_env: Path) -> None:
     result = check(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -55,6 +56,7 @@ def test_check_warns_when_no_region_can_be_found(tmp_path: Path, no_region_env: 
     ],
     ids=["aws.region", "AWS_REGION", "AWS_DEFAULT_REGION", "config file", "profile"],
 )
+@pytest.mark.slow
 def test_check_is_quiet_when_a_region_is_found(
     tmp_path: Path,
     no_region_env: Path,
@@ -109,6 +111,7 @@ def test_region_order_and_unreadable_files(tmp_path: Path) -> None:
     assert resolve_region(None, {"HOME": str(tmp_path)}) == "from-home"
 
 
+@pytest.mark.slow
 def test_the_lookup_does_not_import_the_aws_sdk() -> None:
     code = (
         "import sys\n"

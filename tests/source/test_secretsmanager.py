@@ -6,14 +6,15 @@ import asyncio
 
 import pytest
 
+from secretsync.source.protocol import SourceError
 from secretsync.source.secretsmanager import (
     ENDPOINT_SERVICES,
     SecretsManagerSource,
-    SourceError,
     lean_session,
 )
-from tests.conftest import REGION, Moto
 from tests.support.faultproxy import FaultProxy
+from tests.support.motoserver import Moto
+from tests.support.seeds import REGION
 from tests.support.wait import async_wait_until
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
+from tests.support.paths import REPO
+from tests.support.seeds import REGION
 
 
 def example_config(out_dir: Path, endpoint: str, **overrides: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 MARKER = "# --- Credential shapes"
 

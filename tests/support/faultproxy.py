@@ -24,10 +24,13 @@ import socket
 import threading
 import time
 import urllib.parse
-from typing import Any, Literal
+from collections.abc import Coroutine
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 from aiohttp import web
+
+T = TypeVar("T")
 
 Fault = Literal["none", "throttle", "error500", "hang", "trickle", "denied"]
 
@@ -97,7 +100,7 @@ class FaultProxy:
         with self._lock:
             return next((t for t, s in self.answered if t >= since and s == secret_id), None)
 
-    def _call(self, coro):  # type: ignore[no-untyped-def]
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
 
     def start(self) -> FaultProxy:

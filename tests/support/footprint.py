@@ -21,8 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import KAFKA_ID, Moto, example_config, free_port, kafka_secret, write_yaml
-from tests.support.motoserver import moto_server
+from tests.support import testenv
+from tests.support.configs import example_config, write_yaml
+from tests.support.motoserver import Moto, free_port, moto_server
+from tests.support.seeds import KAFKA_ID, kafka_secret
 from tests.support.wait import wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -48,7 +50,8 @@ def main() -> None:
     parser.add_argument("--rotate-every", type=float, default=5)
     args = parser.parse_args()
 
-    # importing tests.conftest set dummy AWS credentials in os.environ: children inherit them
+    # dummy AWS credentials in os.environ, inherited by the children
+    testenv.isolate()
     daemon: subprocess.Popen[bytes] | None = None
     with moto_server() as url:
         try:

@@ -11,8 +11,9 @@ from secretsync.config.model import Config, parse_config
 from secretsync.metrics import Metrics
 from secretsync.output.writer import OutputWriter
 from secretsync.sync.syncer import NotifySink, Syncer
-from tests.conftest import KAFKA_ID, SR_ID, example_config, kafka_secret, sr_secret
+from tests.support.configs import example_config
 from tests.support.memsource import MemorySource
+from tests.support.seeds import KAFKA_ID, SR_ID, kafka_secret, sr_secret
 
 NOWHERE = "http://127.0.0.1:9"  # an endpoint no test talks to (the store is in memory)
 

@@ -19,14 +19,12 @@ two JAAS parsers that nobody here wrote the grammar of:
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
+from tests.support.require import require
 
 JAVA_SOURCE = r"""
 import java.io.BufferedOutputStream;
@@ -246,10 +244,7 @@ class JaasReader:
 
 def compile_jaas_reader(workdir: Path) -> JaasReader:
     """Compile the reader into ``workdir`` (skips without a JDK, fails under CI)."""
-    if not (shutil.which("javac") and shutil.which("java")):
-        if os.environ.get("CI"):
-            pytest.fail("no JDK (javac/java) on this machine, and CI is set: install one")
-        pytest.skip("no JDK on this machine (CI unset)")
+    require("javac", "java", fix="install a JDK")
     (workdir / "ReadJaas.java").write_text(JAVA_SOURCE)
     subprocess.run(["javac", "ReadJaas.java"], cwd=workdir, check=True, timeout=120)
     scratch = workdir / "scratch"

@@ -6,13 +6,11 @@ reads any number of files in a single process.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
+from tests.support.require import require
 
 JAVA_SOURCE = r"""
 import java.io.BufferedOutputStream;
@@ -84,10 +82,7 @@ class JavaProperties:
 
 
 def compile_reader(workdir: Path) -> JavaProperties:
-    if not (shutil.which("javac") and shutil.which("java")):
-        if os.environ.get("CI"):
-            pytest.fail("no JDK (javac/java) on this machine, and CI is set: install one")
-        pytest.skip("no JDK on this machine (CI unset)")
+    require("javac", "java", fix="install a JDK")
     (workdir / "ReadProps.java").write_text(JAVA_SOURCE)
     subprocess.run(["javac", "ReadProps.java"], cwd=workdir, check=True, timeout=120)
     return JavaProperties(workdir)

@@ -8,15 +8,12 @@ out with their default dispositions whatever the test runner inherited (see
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
-
+from tests.support.require import require
 from tests.support.wait import wait_until
 
 # A process that starts with a signal ignored passes that on to its children
@@ -35,11 +32,7 @@ _RESET_SIGNALS = (
 
 def require_jdk() -> None:
     """Skip when there is no ``java``; fail instead when ``CI`` is set (CI must have one)."""
-    if shutil.which("java"):
-        return
-    if os.environ.get("CI"):
-        pytest.fail("no JDK (java) on this machine, and CI is set: install one")
-    pytest.skip("no JDK on this machine (CI unset)")
+    require("java", fix="install a JDK")
 
 
 class JavaApp:

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.motoserver import free_port
+from tests.support.paths import REPO
+from tests.support.require import require
 from tests.support.wait import wait_until
 
-REPO = Path(__file__).resolve().parents[2]
 JAVA = REPO / "java"
 E2E_POMS = JAVA / "e2e"
 CACHE = JAVA / "target" / "e2e"
@@ -74,18 +73,17 @@ _LAUNCH = (
     "os.execvp(sys.argv[2], sys.argv[2:])\n"
 )
 
+# connections.max.reauth.ms of the test broker: every client session re-authenticates
+# within 3 s, so a rotation is proven in seconds
+REAUTH_MS = 3000
+
 # a quick JVM start for short-lived test processes: no JIT tiers past C1, one GC thread
 JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k"]
 
 
 def require_maven() -> None:
     """Skip without a JDK and Maven; fail instead when ``CI`` is set (CI must have both)."""
-    missing = [tool for tool in ("java", "javac", "mvn") if shutil.which(tool) is None]
-    if not missing:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{', '.join(missing)} missing on this machine, and CI is set: install them")
-    pytest.skip(f"{', '.join(missing)} missing on this machine (CI unset)")
+    require("java", "javac", "mvn", fix="install a JDK and Maven")
 
 
 def _mvn(*args: str) -> None:
@@ -97,6 +95,15 @@ def _mvn(*args: str) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, f"mvn {' '.join(args)} failed:\n{proc.stdout[-4000:]}"
+
+
+@contextlib.contextmanager
+def _maven_lock() -> Iterator[None]:
+    """One Maven build at a time across test processes (xdist workers share java/target)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / "maven.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _newest_source_mtime() -> float:
@@ -113,16 +120,16 @@ def java_jars() -> list[Path]:
     source or pom changed since the last build this module ran (or a jar is missing)."""
     jars = [LIBRARY_JAR, SR_API_JAR, TESTKIT_JAR]
     stamp = CACHE / "built.stamp"
-    if (
-        not all(j.exists() for j in jars)
-        or not stamp.exists()
-        or stamp.stat().st_mtime < _newest_source_mtime()
-    ):
-        started = time.time()
-        _mvn("-f", str(JAVA / "pom.xml"), "package", "-DskipTests")
-        CACHE.mkdir(parents=True, exist_ok=True)
-        stamp.touch()
-        os.utime(stamp, (started, started))  # a source edited during the build is seen next time
+    with _maven_lock():
+        if (
+            not all(j.exists() for j in jars)
+            or not stamp.exists()
+            or stamp.stat().st_mtime < _newest_source_mtime()
+        ):
+            started = time.time()
+            _mvn("-f", str(JAVA / "pom.xml"), "package", "-DskipTests")
+            stamp.touch()
+            os.utime(stamp, (started, started))  # a source edited meanwhile is seen next time
     return jars
 
 
@@ -130,20 +137,20 @@ def maven_classpath(pom: Path, **properties: str) -> list[Path]:
     """The resolved class path of ``pom`` with ``-Dname=value`` properties (cached)."""
     digest = hashlib.sha256(pom.read_bytes() + repr(sorted(properties.items())).encode())
     cached = CACHE / f"{pom.parent.name}-{digest.hexdigest()[:16]}.classpath"
-    if cached.exists():
-        entries = [Path(p) for p in cached.read_text().strip().split(os.pathsep)]
-        if all(p.exists() for p in entries):
-            return entries
-    CACHE.mkdir(parents=True, exist_ok=True)
-    out = cached.with_suffix(".tmp")
-    _mvn(
-        "-f",
-        str(pom),
-        "dependency:build-classpath",
-        f"-Dmdep.outputFile={out}",
-        *(f"-D{k}={v}" for k, v in properties.items()),
-    )
-    out.replace(cached)
+    with _maven_lock():
+        if cached.exists():
+            entries = [Path(p) for p in cached.read_text().strip().split(os.pathsep)]
+            if all(p.exists() for p in entries):
+                return entries
+        out = cached.with_suffix(".tmp")
+        _mvn(
+            "-f",
+            str(pom),
+            "dependency:build-classpath",
+            f"-Dmdep.outputFile={out}",
+            *(f"-D{k}={v}" for k, v in properties.items()),
+        )
+        out.replace(cached)
     return [Path(p) for p in cached.read_text().strip().split(os.pathsep)]
 
 
@@ -475,7 +482,7 @@ class Broker:
 
 
 @contextlib.contextmanager
-def running_broker(workdir: Path, reauth_ms: int = 3000) -> Iterator[Broker]:
+def running_broker(workdir: Path, reauth_ms: int = REAUTH_MS) -> Iterator[Broker]:
     """Build what is needed, start a broker in ``workdir``, stop it however the block ends."""
     require_maven()
     classpath = [

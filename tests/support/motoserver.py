@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
+import boto3
+
+from tests.support.seeds import KAFKA_ID, REGION, SR_ID, kafka_secret, sr_secret
 from tests.support.wait import wait_until
 
 # moto.server's main() behind PR_SET_PDEATHSIG: the server gets SIGKILL when the process
@@ -60,3 +65,31 @@ def moto_server(python: str = sys.executable) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def reset(url: str) -> None:
+    """Empty the emulator (every service's state) between tests."""
+    req = urllib.request.Request(url + "/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+
+
+class Moto:
+    """Set-up side of the emulator: a plain boto3 client for seeding and rotating."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client: Any = boto3.client("secretsmanager", region_name=REGION, endpoint_url=url)
+
+    def create(self, name: str, value: dict[str, Any] | str) -> str:
+        text = value if isinstance(value, str) else json.dumps(value)
+        return str(self.client.create_secret(Name=name, SecretString=text)["VersionId"])
+
+    def rotate(self, name: str, value: dict[str, Any] | str) -> str:
+        """PutSecretValue: a new version, staged AWSCURRENT."""
+        text = value if isinstance(value, str) else json.dumps(value)
+        return str(self.client.put_secret_value(SecretId=name, SecretString=text)["VersionId"])
+
+    def seed_use_case(self) -> None:
+        self.create(KAFKA_ID, kafka_secret())
+        self.create(SR_ID, sr_secret())

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from typing import NoReturn
 
-import pytest
+from tests.support.require import unavailable
 
 # tempfile tries $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp, /usr/tmp, then the cwd:
 # make every one of them read-only (or unset it)
@@ -21,9 +21,7 @@ TEMP_VARIABLES = ("TMPDIR", "TEMP", "TMP")
 
 
 def _unavailable(why: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"{why}, and CI is set: run the tests as root with util-linux installed")
-    pytest.skip(f"{why} (CI unset)")
+    unavailable(why, "run the tests as root with util-linux installed")
 
 
 def require_unshare() -> str:

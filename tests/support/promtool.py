@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+
+from tests.support.require import require
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is missing and CI is set: install Debian's `prometheus` package")
-        pytest.skip("promtool not installed (CI unset); apt-get install prometheus")
-    return path
+    return require("promtool", fix="install Debian's `prometheus` package")
 
 
 def run_promtool(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> str:

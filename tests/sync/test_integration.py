@@ -19,8 +19,10 @@ from secretsync.output.writer import OutputWriter
 from secretsync.source.secretsmanager import SecretsManagerSource
 from secretsync.sync.poller import Poller
 from secretsync.sync.syncer import Syncer
-from tests.conftest import KAFKA_ID, REGION, SR_ID, Moto, example_config, kafka_secret
+from tests.support.configs import example_config
 from tests.support.faultproxy import FaultProxy
+from tests.support.motoserver import Moto
+from tests.support.seeds import KAFKA_ID, REGION, SR_ID, kafka_secret
 from tests.support.wait import async_wait_until
 
 

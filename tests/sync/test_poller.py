@@ -13,8 +13,8 @@ from typing import Any
 from secretsync import logs
 from secretsync.state import WrittenFile
 from secretsync.sync.poller import Poller
-from tests.conftest import KAFKA_ID, kafka_secret
 from tests.support.harness import make_config, seeded_source
+from tests.support.seeds import KAFKA_ID, kafka_secret
 from tests.support.wait import async_wait_until
 
 

@@ -26,19 +26,12 @@ from secretsync.source.secretsmanager import SecretsManagerSource
 from secretsync.state import CycleReport
 from secretsync.sync.poller import Poller
 from secretsync.sync.syncer import Syncer
-from tests.conftest import (
-    CANARY_PASSWORD,
-    KAFKA_ID,
-    REGION,
-    SR_ID,
-    Daemon,
-    Moto,
-    example_config,
-    kafka_secret,
-    write_yaml,
-)
+from tests.support.configs import example_config, write_yaml
+from tests.support.daemon import Daemon
 from tests.support.faultproxy import FaultProxy
 from tests.support.harness import FakeClock, UpperBound
+from tests.support.motoserver import Moto
+from tests.support.seeds import CANARY_PASSWORD, KAFKA_ID, REGION, SR_ID, kafka_secret
 from tests.support.wait import wait_until
 
 INTERVAL_S = 20.0

@@ -18,7 +18,9 @@ import pytest
 from secretsync import logs
 from secretsync.config.model import parse_config
 from secretsync.state import WrittenFile
-from tests.conftest import (
+from tests.support.harness import FakeClock, UpperBound, config_data, make_config, seeded_source
+from tests.support.memsource import NOT_FOUND, SERVER_ERROR, THROTTLED, MemorySource
+from tests.support.seeds import (
     CANARY_PASSWORD,
     CANARY_SR_SECRET,
     KAFKA_ID,
@@ -26,8 +28,6 @@ from tests.conftest import (
     kafka_secret,
     sr_secret,
 )
-from tests.support.harness import FakeClock, UpperBound, config_data, make_config, seeded_source
-from tests.support.memsource import NOT_FOUND, SERVER_ERROR, THROTTLED, MemorySource
 
 
 def stat_of(path: Path) -> tuple[int, int]:
@@ -116,7 +116,7 @@ async def test_a_malformed_secret_keeps_the_last_good_file(
     await r.syncer.cycle()
     good = (tmp_path / "client.properties").read_bytes()
 
-    r.source.put(KAFKA_ID, bad_value)  # type: ignore[arg-type]
+    r.source.put(KAFKA_ID, bad_value)
     report = await r.syncer.cycle()
 
     assert report.errors == 2  # client.properties and combined.properties
@@ -232,7 +232,7 @@ async def test_a_secret_that_does_not_exist_fails_only_its_outputs(
     assert sorted(r.syncer.not_ready()) == sorted(
         str(tmp_path / n) for n in ("client.properties", "combined.properties")
     )
-    assert r.syncer.secrets[KAFKA_ID].error.code == NOT_FOUND[0]  # type: ignore[union-attr]
+    assert r.syncer.secrets[KAFKA_ID].error.code == NOT_FOUND[0]
 
 
 async def test_transient_errors_back_off_per_secret_and_reset_on_success(
