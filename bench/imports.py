@@ -27,8 +27,8 @@ STEPS = [
     ("botocore", "import botocore.session"),
     ("aiohttp", "import aiohttp"),
     (
-        "aiobotocore, aioboto3, javaproperties, runtime, server",
-        "import aiobotocore.session, aioboto3, javaproperties, secretsync.runtime.run, "
+        "aiobotocore, javaproperties, runtime, server",
+        "import aiobotocore.session, javaproperties, secretsync.runtime.run, "
         "secretsync.serve.server",
     ),
     ("Secrets Manager client built", "CLIENT"),
