@@ -1,7 +1,8 @@
 """secretsync benchmarks: figures side by side, measured in one run, against a local moto server.
 
-    make bench                 # everything (about 5 minutes)
+    make bench                 # everything (about 10 minutes)
     .venv/bin/python -m bench.bench --quick     # fewer repetitions
+    .venv/bin/python -m bench.bench --only startup,once     # some rows only
 
 Each row compares secretsync with a baseline measured in the same run on the
 same machine, as a ratio, with the goal it must meet. These are reports, not
@@ -31,17 +32,17 @@ from tests.support.motoserver import moto_server
 from bench.harness import (
     KAFKA_ID,
     SR_ID,
+    Paired,
     cpu_s,
-    interleaved,
     kafka_value,
     log_events,
+    paired,
     percentile,
     rss_mib,
     run_env,
     secrets_client,
     sr_value,
     wait_for,
-    wall_s,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,11 +107,12 @@ def startup(url: str, work: Path, runs: int) -> list[Row]:
         ("`secretsync --help`", [*SECRETSYNC, "--help"], 0.25),
         ("`secretsync check`", [*SECRETSYNC, "check", "-c", str(cfg)], 0.08),
     ):
-        ours, python = interleaved(argv, [PROD_PYTHON, "-c", "pass"], runs)
+        pair = paired(argv, [PROD_PYTHON, "-c", "pass"], runs)
+        ours, python = pair.median_a, pair.median_b
         rows.append(
             Row(
                 label,
-                f"{ours:.3f} s",
+                f"{ours:.3f} s (IQR {Paired.spread(pair.a)})",
                 f"python -c pass {python:.3f} s",
                 f"{ours / python:.1f}×",
                 f"≤ {goal_s:g} s",
@@ -118,6 +120,19 @@ def startup(url: str, work: Path, runs: int) -> list[Row]:
             )
         )
     return rows
+
+
+def ratio_row(measure: str, pair: Paired, goal: float | None, goal_text: str = "") -> Row:
+    """A row from paired runs: medians with their interquartile ranges, the paired ratio."""
+    ratio = pair.ratio
+    return Row(
+        measure,
+        f"{pair.median_a:.3f} s (IQR {Paired.spread(pair.a)})",
+        f"{pair.median_b:.3f} s (IQR {Paired.spread(pair.b)})",
+        f"{ratio:.2f}× (IQR {pair.ratio_spread()}, {len(pair.a)} pairs)",
+        goal_text or f"≤ {goal:g}×",
+        goal is None or ratio <= goal,
+    )
 
 
 def aws_cli_get(url: str) -> list[str]:
@@ -128,15 +143,9 @@ def aws_cli_get(url: str) -> list[str]:
 
 def once_vs_cli(url: str, work: Path, runs: int) -> Row:
     cfg = write_yaml(work / "once.yaml", example_config(work / "out-once", url))
-    ours, theirs = interleaved([*SECRETSYNC, "once", "-c", str(cfg)], aws_cli_get(url), runs)
-    ratio = ours / theirs
-    return Row(
-        "`once` (2 secrets, 3 files) vs one `aws secretsmanager get-secret-value`",
-        f"{ours:.3f} s",
-        f"{theirs:.3f} s",
-        f"{ratio:.2f}×",
-        "≤ 1.15×",
-        ratio <= 1.15,
+    pair = paired([*SECRETSYNC, "once", "-c", str(cfg)], aws_cli_get(url), runs)
+    return ratio_row(
+        "`once` (2 secrets, 3 files) vs one `aws secretsmanager get-secret-value`", pair, 1.15
     )
 
 
@@ -147,44 +156,32 @@ def raw_floor(url: str) -> list[str]:
 
 def once_vs_floor(url: str, work: Path, runs: int) -> Row:
     cfg = write_yaml(work / "once-floor.yaml", example_config(work / "out-once-floor", url))
-    ours, floor = interleaved([*SECRETSYNC, "once", "-c", str(cfg)], raw_floor(url), runs)
-    ratio = ours / floor
-    return Row(
-        "`once` (2 secrets, 3 files) vs raw aioboto3 Describe+Get of the same secrets",
-        f"{ours:.3f} s",
-        f"{floor:.3f} s",
-        f"{ratio:.2f}×",
-        "≤ 1.05×",
-        ratio <= 1.05,
+    pair = paired([*SECRETSYNC, "once", "-c", str(cfg)], raw_floor(url), runs)
+    return ratio_row(
+        "`once` (2 secrets, 3 files) vs raw aioboto3 Describe+Get of the same secrets", pair, 1.05
     )
 
 
 def floor_vs_cli(url: str, runs: int) -> Row:
     """What the client stack alone costs: aioboto3 Describe+Get of the 2 secrets, nothing else."""
-    floor, theirs = interleaved(raw_floor(url), aws_cli_get(url), runs)
-    ratio = floor / theirs
-    return Row(
+    pair = paired(raw_floor(url), aws_cli_get(url), runs)
+    return ratio_row(
         "(reference) raw aioboto3 Describe+Get of the 2 secrets vs the AWS CLI",
-        f"{floor:.3f} s",
-        f"{theirs:.3f} s",
-        f"{ratio:.2f}×",
+        pair,
+        None,
         "the client stack's own floor",
-        True,
     )
 
 
 def once_vs_naive(url: str, work: Path, runs: int) -> Row:
     cfg = write_yaml(work / "naive.yaml", example_config(work / "out-naive", url))
     naive = [sys.executable, str(NAIVE), url, str(work / "out-naive-script"), "1"]  # boto3
-    ours, theirs = interleaved([*SECRETSYNC, "once", "-c", str(cfg)], naive, runs)
-    ratio = ours / theirs
-    return Row(
+    pair = paired([*SECRETSYNC, "once", "-c", str(cfg)], naive, runs)
+    return ratio_row(
         "`once` vs a naive boto3 script (GetSecretValue of every secret, write files)",
-        f"{ours:.3f} s",
-        f"{theirs:.3f} s",
-        f"{ratio:.2f}×",
+        pair,
+        None,
         "none: a reference (the script reads every value every poll; see the next row)",
-        True,
     )
 
 
@@ -406,28 +403,40 @@ def scale(url: str, work: Path, count: int, runs: int) -> Row:
     }
     cfg = write_yaml(work / "scale.yaml", data)
     raw = [PROD_PYTHON, str(RAW_CLIENT), url, str(count), "16"]
-    ours, theirs = [], []
-    for _ in range(runs):
+
+    def clear() -> None:
         for path in (work / "out-scale").glob("*.properties"):
-            path.unlink()  # every run writes every file
-        ours.append(wall_s([*SECRETSYNC, "once", "-c", str(cfg)]))
-        theirs.append(wall_s(raw))
-    ratio = min(ours) / min(theirs)
-    return Row(
+            path.unlink()  # every run of `once` writes every file
+
+    pair = paired([*SECRETSYNC, "once", "-c", str(cfg)], raw, runs, before=clear)
+    return ratio_row(
         f"`once` over {count} secrets ({count} files) vs raw aioboto3 Describe+Get, concurrency 16",
-        f"{min(ours):.2f} s",
-        f"{min(theirs):.2f} s",
-        f"{ratio:.2f}×",
-        "≤ 1.1×",
-        ratio <= 1.1,
+        pair,
+        1.1,
     )
+
+
+ROWS = ("startup", "once", "floor", "naive", "calls", "idle", "rotations", "propagation",
+        "push", "kafka", "scale")  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=list(ROWS),
+        help=f"comma-separated rows to run (default all): {','.join(ROWS)}",
+    )
     args = parser.parse_args()
+    unknown = set(args.only) - set(ROWS)
+    if unknown:
+        parser.error(f"unknown rows: {','.join(sorted(unknown))} (known: {','.join(ROWS)})")
+    only = set(args.only)
     runs = 3 if args.quick else 7
+    # the ratio rows that decide a goal: enough interleaved pairs for a stable median
+    ratio_runs = 5 if args.quick else 15
     for needed, what in ((AWS_CLI, "AWS CLI"), (SECRETSYNC[0], "secretsync venv")):
         if not Path(needed).exists():
             print(f"bench: no {what} at {needed} (run `make bench`)", file=sys.stderr)
@@ -437,20 +446,31 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="secretsync-bench-") as tmp, moto_server() as url:
         work = Path(tmp)
         seed(url)
-        rows += startup(url, work, runs)
-        rows.append(once_vs_cli(url, work, runs))
-        rows.append(once_vs_floor(url, work, runs))
-        rows.append(floor_vs_cli(url, runs))
-        rows.append(once_vs_naive(url, work, runs))
-        rows += steady_state_calls(url, work, polls=10)
-        rows += idle(url, work, seconds=20 if args.quick else 60)
-        rows.append(rotations_rss(url, work, rotations=200 if args.quick else 1000))
-        rows.append(propagation(url, work, rotations=5 if args.quick else 20))
-        rows.append(push_propagation(url, work, rotations=5 if args.quick else 20))
-        rows.append(kafka_first_auth(url, work, rotations=5 if args.quick else 20))
-        rows.append(
-            scale(url, work, count=200 if args.quick else 1000, runs=1 if args.quick else 2)
-        )
+        if "startup" in only:
+            rows += startup(url, work, ratio_runs)
+        if "once" in only:
+            rows.append(once_vs_cli(url, work, ratio_runs))
+            rows.append(once_vs_floor(url, work, ratio_runs))
+        if "floor" in only:
+            rows.append(floor_vs_cli(url, ratio_runs))
+        if "naive" in only:
+            rows.append(once_vs_naive(url, work, runs))
+        if "calls" in only:
+            rows += steady_state_calls(url, work, polls=10)
+        if "idle" in only:
+            rows += idle(url, work, seconds=20 if args.quick else 60)
+        if "rotations" in only:
+            rows.append(rotations_rss(url, work, rotations=200 if args.quick else 1000))
+        if "propagation" in only:
+            rows.append(propagation(url, work, rotations=5 if args.quick else 20))
+        if "push" in only:
+            rows.append(push_propagation(url, work, rotations=5 if args.quick else 20))
+        if "kafka" in only:
+            rows.append(kafka_first_auth(url, work, rotations=5 if args.quick else 20))
+        if "scale" in only:
+            rows.append(
+                scale(url, work, count=200 if args.quick else 1000, runs=3 if args.quick else 7)
+            )
     print_table(rows)
     return 0 if all(row.ok for row in rows) else 1
 

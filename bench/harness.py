@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +84,59 @@ def wall_s(argv: Sequence[str], *, check: bool = True) -> float:
     return elapsed
 
 
-def interleaved(a: Sequence[str], b: Sequence[str], runs: int) -> tuple[float, float]:
-    """Medians of ``runs`` runs of each, alternating a and b (after one warm-up each)."""
-    wall_s(a), wall_s(b)
+@dataclass(frozen=True)
+class Paired:
+    """Interleaved runs of two commands: each side's median and spread, and the ratio.
+
+    The ratio is the median of the per-pair ratios (a run of a over the run of b
+    right after it), so a slow spell of the shared machine lands on both sides of
+    the pairs it touches instead of on one side's median.
+    """
+
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+
+    @property
+    def median_a(self) -> float:
+        return statistics.median(self.a)
+
+    @property
+    def median_b(self) -> float:
+        return statistics.median(self.b)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(x / y for x, y in zip(self.a, self.b, strict=True))
+
+    @staticmethod
+    def spread(values: Sequence[float]) -> str:
+        """The interquartile range of ``values`` as "q1–q3" seconds."""
+        q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+        return f"{q1:.3f}–{q3:.3f}"
+
+    def ratio_spread(self) -> str:
+        return self.spread([x / y for x, y in zip(self.a, self.b, strict=True)])
+
+
+def paired(
+    a: Sequence[str], b: Sequence[str], runs: int, before: Callable[[], None] | None = None
+) -> Paired:
+    """``runs`` pairs of runs, a then b, after one warm-up of each; ``before`` runs before each."""
+    if before:
+        before()
+    wall_s(a)
+    if before:
+        before()
+    wall_s(b)
     times_a, times_b = [], []
     for _ in range(runs):
+        if before:
+            before()
         times_a.append(wall_s(a))
+        if before:
+            before()
         times_b.append(wall_s(b))
-    return statistics.median(times_a), statistics.median(times_b)
+    return Paired(tuple(times_a), tuple(times_b))
 
 
 def rss_mib(pid: int) -> float:
