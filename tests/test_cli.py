@@ -260,6 +260,8 @@ def _unused_by_once(modules: set[str]) -> set[str]:
     unused: tuple[str, ...] = ("prometheus_client", "aioboto3", "boto3", "secretsync.serve")
     unused += ("secretsync.push", "secretsync.runtime.watch", "secretsync.runtime.inotify")
     unused += ("watchfiles",)
+    # the .properties writer is ours (secretsync.escapes): javaproperties brings xml.sax
+    unused += ("javaproperties", "xml.sax", "xml.dom")
     return {m for m in modules if m.startswith(unused)}
 
 

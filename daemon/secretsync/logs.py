@@ -30,7 +30,7 @@ from typing import Any, Literal, TextIO
 import structlog
 
 from secretsync import LOG_LEVELS
-from secretsync.escapes import jaas_quote
+from secretsync.escapes import jaas_quote, properties_escape
 
 LogFormat = Literal["auto", "json", "console"]
 LEVELS = LOG_LEVELS
@@ -45,21 +45,20 @@ REDACT_MAX_STRINGS_PER_SECRET = 16_384
 
 def _escapers() -> list[Callable[[str], str]]:
     """The escaped forms a value takes in our outputs, quotes and reprs, likeliest first."""
-    import javaproperties  # noqa: PLC0415 (only once a secret is held)
 
     def jaas(text: str) -> str:
         return jaas_quote(text)[1:-1]  # a password inside sasl.jaas.config
 
     return [
-        lambda v: javaproperties.escape(v, ensure_ascii=True),  # a .properties file
+        lambda v: properties_escape(v, ensure_ascii=True),  # a .properties file
         lambda v: json.dumps(v, ensure_ascii=False)[1:-1],  # a JSON file or log line
         shlex.quote,  # an env file
         jaas,
-        lambda v: javaproperties.escape(jaas(v), ensure_ascii=True),  # …in .properties
+        lambda v: properties_escape(jaas(v), ensure_ascii=True),  # …in .properties
         lambda v: json.dumps(v)[1:-1],
         lambda v: repr(v)[1:-1],
-        lambda v: javaproperties.escape(v, ensure_ascii=False),
-        lambda v: javaproperties.escape(jaas(v), ensure_ascii=False),
+        lambda v: properties_escape(v, ensure_ascii=False),
+        lambda v: properties_escape(jaas(v), ensure_ascii=False),
     ]
 
 

@@ -15,10 +15,9 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import javaproperties
-
 from secretsync.config.creds import Credentials
 from secretsync.config.model import OutputConfig, SecretRef
+from secretsync.escapes import properties_text
 from secretsync.output.derive import CredentialError, derive, key_list, kind_of, surrogate_at
 from secretsync.source.protocol import SecretValue
 
@@ -199,16 +198,9 @@ def render_properties(props: Mapping[str, str], sources: list[str]) -> bytes:
     timestamp comment. Text must be valid Unicode (see :func:`collect_entries`).
     """
     comments = HEADER + "\nSources: " + ", ".join(sources)
-    text = javaproperties.dumps(
-        props,
-        comments=comments,
-        timestamp=False,
-        sort_keys=True,
-        ensure_ascii=True,
-        ensure_ascii_comments=True,
-    )
-    # ensure_ascii escapes everything above U+007E, comments included: the
-    # result is ASCII, so this encode cannot fail.
+    text = properties_text(props, comments)
+    # everything above U+007E is escaped, comments included: the result is
+    # ASCII, so this encode cannot fail.
     return text.encode("iso-8859-1")
 
 
