@@ -16,7 +16,7 @@ from secretsync.escapes import properties_escape, properties_text
 # every code point but lone surrogates (not valid text; render refuses them first),
 # weighted towards what the escaping treats specially
 SPECIAL = st.sampled_from(list("\t\n\f\r !#:=\\ \x00\x1f\x7f\x80\xff\u0100\uffff\U0001f600 "))
-TEXT = st.lists(st.one_of(SPECIAL, st.characters(exclude_categories=("Cs",))), max_size=40).map(
+TEXT = st.lists(st.one_of(SPECIAL, st.characters(exclude_categories=["Cs"])), max_size=40).map(
     "".join
 )
 
