@@ -35,12 +35,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # loadgroup: the tests sharing the Kafka broker stay in one worker (one broker at a time);
-# each worker has its own moto server. The few `serial` tests scan the whole process
-# table (a second worker would show up in it): they run alone, afterwards.
+# each worker has its own moto server
 PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not serial"
-	$(BIN)/pytest -m serial
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -m "not slow" -n $(PYTEST_WORKERS)

@@ -58,11 +58,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "slow: starts a subprocess, a JVM or a server (left out by `make test-fast`); "
         "set automatically from the fixtures a test uses and for tests/e2e/",
     )
-    config.addinivalue_line(
-        "markers",
-        "serial: reads the whole process table, where another xdist worker (same command "
-        "line) or its children would show up; `make test` runs these alone, after the rest",
-    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects and xdist groups

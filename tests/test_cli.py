@@ -206,7 +206,6 @@ HEAVY = {
     "aioboto3",
     "boto3",
     "aiohttp",
-    "watchfiles",
     "prometheus_client",
 }
 
@@ -240,6 +239,59 @@ def imported_modules(*args: str) -> set[str]:
 @pytest.mark.slow
 def test_light_commands_import_no_aws_http_or_metrics_library(args: tuple[str, ...]) -> None:
     assert imported_modules(*args) & HEAVY == set()
+
+
+def modules_at_exit(*args: str) -> set[str]:
+    """Every module (full dotted name) loaded when ``python -m secretsync ARGS`` ends."""
+    code = (
+        "import runpy, sys, atexit\n"
+        "atexit.register(lambda: print('MODULES', sorted(sys.modules), file=sys.stderr))\n"
+        f"sys.argv = ['secretsync', *{list(args)!r}]\n"
+        "runpy.run_module('secretsync', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    line = next(x for x in result.stderr.splitlines() if x.startswith("MODULES "))
+    return set(eval(line.removeprefix("MODULES ")))
+
+
+def _unused_by_once(modules: set[str]) -> set[str]:
+    unused: tuple[str, ...] = ("prometheus_client", "aioboto3", "boto3", "secretsync.serve")
+    unused += ("secretsync.push", "secretsync.runtime.watch", "secretsync.runtime.inotify")
+    unused += ("watchfiles",)
+    return {m for m in modules if m.startswith(unused)}
+
+
+def test_once_imports_no_metrics_library_no_watcher_and_no_server(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(tmp_path / "out", moto.url))
+
+    modules = modules_at_exit("once", "-c", str(cfg))
+
+    assert (tmp_path / "out" / "client.properties").exists()  # it did the work
+    assert "secretsync.source.secretsmanager" in modules
+    assert _unused_by_once(modules) == set()
+    assert {m for m in modules if m.startswith("secretsync.notify")} == set()  # no targets
+
+
+def test_once_with_a_command_target_loads_the_notifier_but_nothing_else_unused(
+    moto: Moto, tmp_path: Path
+) -> None:
+    moto.seed_use_case()
+    marker = tmp_path / "notified"
+    data = example_config(tmp_path / "out", moto.url)
+    data["notify"] = {"app": {"command": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}}
+    data["outputs"][0]["notify"] = ["app"]
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+
+    modules = modules_at_exit("once", "-c", str(cfg))
+
+    assert marker.exists()
+    assert "secretsync.notify.notifier" in modules
+    assert _unused_by_once(modules) == set()
 
 
 @pytest.mark.slow

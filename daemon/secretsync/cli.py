@@ -343,7 +343,7 @@ def _check(config: Config, config_path: Path, args: argparse.Namespace) -> int:
                 "JVM without a SIGHUP handler, or one still starting, exits on it; add a "
                 "`pidfile` the app writes once its handler is installed, or let the app read "
                 "rotated credentials itself (secretsync-kafka) and send nothing, or restart it "
-                "with SIGTERM and a `splay` (README: Java applications)"
+                "with SIGTERM and a `splay` (docs/java.md)"
             )
             _report(
                 args, "sighup_bare_process", f"warning: {warning}", level="warning", problem=warning

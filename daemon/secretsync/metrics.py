@@ -6,30 +6,23 @@ outcomes and reasons from fixed words. No label ever carries a secret value.
 Next to the ``secretsync_*`` families the registry carries the standard
 ``process_*`` and ``python_*`` collectors (memory, CPU, fds, start time, GC).
 
-It imports only prometheus_client and the standard library (no aiohttp); the
-HTTP server that exposes the metrics is :mod:`secretsync.serve.server`, and the
+It imports only prometheus_client and the standard library (no aiohttp), and
+prometheus_client only when a :class:`Metrics` is made: ``once``, which exposes
+no metrics, counts into a :class:`NullMetrics` and never loads it. The HTTP
+server that exposes the metrics is :mod:`secretsync.serve.server`, and the
 client of ``/healthz`` is :mod:`secretsync.serve.client`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    GCCollector,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-)
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
+from typing import TYPE_CHECKING, Any
 
 from secretsync import __version__
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client.metrics_core import Metric
 
 # Label words declared at zero up front (see Metrics.declare); others may still appear.
 AWS_OPERATIONS = ("DescribeSecret", "GetSecretValue")
@@ -46,7 +39,39 @@ class Metrics:
     registry has those already, so they are not added to it twice).
     """
 
+    registry: CollectorRegistry
+    aws_requests: Counter
+    secret_changes: Counter
+    file_writes: Counter
+    sync_errors: Counter
+    notify: Counter
+    last_success: Gauge
+    poll_duration: Histogram
+    ready: Gauge
+    fresh: Gauge
+    build_info: Gauge
+    drift_repairs: Counter
+    config_reloads: Counter
+    task_restarts: Counter
+    secret_version: Gauge
+    output_applied: Gauge
+    failover_active: Gauge
+    push_messages: Counter
+    push_errors: Counter
+    push_last_message: Gauge
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import (  # noqa: PLC0415 (see the module docstring)
+            REGISTRY,
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            GCCollector,
+            Histogram,
+            PlatformCollector,
+            ProcessCollector,
+        )
+
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         if r is not REGISTRY:
@@ -245,17 +270,55 @@ class Metrics:
 
     def content_type(self, accept: str) -> str:
         """The content type :meth:`exposition` answers ``accept`` with (no collection)."""
+        from prometheus_client.exposition import choose_encoder  # noqa: PLC0415
+
         return str(choose_encoder(accept)[1])
 
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """(body, content type) of a scrape: OpenMetrics when ``accept`` asks for it, else
         the Prometheus text format; counters and histograms lose their ``*_created``.
         Safe to call from another thread (prometheus_client collects under its locks)."""
+        from prometheus_client.exposition import choose_encoder  # noqa: PLC0415
+
         encoder, content_type = choose_encoder(accept)
         return encoder(self._exposed), content_type
 
 
-class _WithoutCreated(Collector):
+class _Null:
+    """A metric that counts nothing: every label set is itself, every update a no-op."""
+
+    __slots__ = ()
+
+    def labels(self, *_args: object, **_labels: object) -> _Null:
+        return self
+
+    def _nothing(self, *_args: object, **_kwargs: object) -> None:
+        return None
+
+    inc = set = observe = remove_by_labels = remove = _nothing
+
+
+class NullMetrics(Metrics):
+    """Metrics that go nowhere (``once``: nothing scrapes them); prometheus_client is not
+    imported. :meth:`exposition` is not available."""
+
+    def __init__(self) -> None:  # no super().__init__(): no registry, that is the point
+        null: Any = _Null()
+        for name in Metrics.__annotations__:
+            if name != "registry":
+                setattr(self, name, null)
+
+    def __repr__(self) -> str:
+        return "NullMetrics()"
+
+    def content_type(self, accept: str) -> str:
+        raise RuntimeError("NullMetrics has no exposition")
+
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        raise RuntimeError("NullMetrics has no exposition")
+
+
+class _WithoutCreated:
     """The registry minus the ``*_created`` samples of counters and histograms.
 
     prometheus_client exposes them as extra gauge families in the text format;

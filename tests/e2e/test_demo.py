@@ -60,7 +60,8 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
             metrics = resp.read().decode()
         assert "secretsync_file_writes_total" in metrics
         daemon_pid = int(re.search(r"secretsync run started \(pid (\d+)", text).group(1))  # type: ignore[union-attr]
-        app_pid = int(re.search(r"stand-in Java app started \(pid (\d+)", text).group(1))  # type: ignore[union-attr]
+        app_started = re.search(r"stand-in app started \(pid (\d+)\): a Python script", text)
+        app_pid = int(app_started.group(1))  # type: ignore[union-attr]
 
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)

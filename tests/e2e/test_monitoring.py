@@ -245,10 +245,8 @@ def test_dashboard_counts_only_secretsync_targets_of_a_shared_job(tmp_path: Path
     )
 
 
-def test_readme_monitoring_section_lists_the_contract_and_the_alerts() -> None:
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("## Monitoring")
-    section = readme[start : readme.index("\n## ", start + 1)]
+def test_monitoring_page_lists_the_contract_and_the_alerts() -> None:
+    section = (REPO / "docs" / "monitoring.md").read_text()
     table = {m.group(1) for m in re.finditer(r"^\| `(secretsync_[a-z_]+)` \|", section, re.M)}
     assert table == {contract_name(f) for f in CONTRACT}
     for alert in ALERTS:
@@ -256,4 +254,4 @@ def test_readme_monitoring_section_lists_the_contract_and_the_alerts() -> None:
     for word in ("/healthz", "/readyz", "PodMonitor", "prometheus.io/scrape"):
         assert word in section
     assert 'job=~".*secretsync.*"' not in section  # the rules no longer depend on the job
-    assert readme.index("## How it behaves") < start
+    assert "(docs/monitoring.md)" in (REPO / "README.md").read_text()

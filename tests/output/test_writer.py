@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import os
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -168,9 +168,14 @@ def plant(where: Path, kind: str) -> None:
     elif kind == "dangling symlink":
         where.symlink_to(where.parent / "nowhere")
     elif kind == "socket":
-        # by a relative name: a Unix socket path is at most 107 bytes, tmp_path may be longer
-        with contextlib.chdir(where.parent), socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(where.name)
+        # bound under a short name, then renamed: a pytest tmp_path (with an xdist worker's
+        # folder) can pass the 107 bytes an AF_UNIX address may hold
+        with (
+            tempfile.TemporaryDirectory(dir="/tmp") as short,
+            socket.socket(socket.AF_UNIX) as sock,
+        ):
+            sock.bind(f"{short}/s")
+            os.rename(f"{short}/s", where)
     else:
         raise AssertionError(kind)
 

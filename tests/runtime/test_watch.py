@@ -528,3 +528,56 @@ async def test_a_reload_that_adds_a_path_held_elsewhere_is_refused(
     # once the other writer is gone, the same reload goes through
     assert await r.reloader.reload("sighup")
     await async_wait_until(held.exists, 10, "the added output written")
+
+
+# -- the polling fallback ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["inotify", "poll"])
+async def test_drift_and_config_edits_are_seen_by_either_backend(
+    tmp_path: Path, run_inproc: Start, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    if backend == "poll":
+        monkeypatch.setenv("SECRETSYNC_WATCH", "poll")
+    else:
+        monkeypatch.delenv("SECRETSYNC_WATCH", raising=False)
+    out = tmp_path / "out"
+    data = example_config(out, NOWHERE, poll={"interval": "1h", "jitter": 0})
+    cfg = write_yaml(tmp_path / "sync.yaml", data)
+    r = await run_inproc(cfg, seeded_source())
+    kafka_file = out / NAMES[0]
+    await async_wait_until(lambda: all((out / n).exists() for n in NAMES), 20, "first sync")
+    await async_wait_until(lambda: bool(r.watcher.watching), 10, "the watch in place")
+    assert r.watcher.backend == backend
+    original = kafka_file.read_bytes()
+
+    kafka_file.write_bytes(b"tampered\n")
+    await async_wait_until(
+        lambda: r.sample("secretsync_drift_repairs_total", path=str(kafka_file)) >= 1,
+        10,
+        "the drift repaired",
+    )
+    assert content(kafka_file) == original
+
+    requests = r.reloader.file_requests
+    new_out = out / "extra.properties"
+    data["outputs"].append(extra_output(new_out))
+    write_yaml(cfg, data)
+    await async_wait_until(lambda: r.reloader.file_requests > requests, 10, "the edit seen")
+    await async_wait_until(new_out.exists, 20, "the new config applied")
+
+
+def test_the_polling_fallback_is_named_in_the_log(
+    moto: Moto, tmp_path: Path, start_daemon: Callable[..., Daemon]
+) -> None:
+    moto.seed_use_case()
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(out, moto.url))
+    daemon = start_daemon(cfg, env={"SECRETSYNC_WATCH": "poll"})
+    target = out / NAMES[0]
+    wait_until(target.exists, 20, "first sync")
+    wait_until(lambda: daemon.has_event("watch_polling"), 10, "the fallback logged")
+    original = target.read_bytes()
+    target.write_bytes(b"")
+    wait_until(lambda: content(target) == original, 10, "drift repaired by polling")
+    assert_clean_log(daemon)

@@ -7,7 +7,11 @@ import asyncio
 import pytest
 
 from secretsync.source.protocol import SourceError
-from secretsync.source.secretsmanager import SecretsManagerSource
+from secretsync.source.secretsmanager import (
+    ENDPOINT_SERVICES,
+    SecretsManagerSource,
+    lean_session,
+)
 from tests.support.faultproxy import FaultProxy
 from tests.support.motoserver import Moto
 from tests.support.seeds import REGION
@@ -165,3 +169,32 @@ async def test_missing_region_is_reported(monkeypatch: pytest.MonkeyPatch, moto:
 
 def test_repr_has_counters() -> None:
     assert "describe_calls=0" in repr(SecretsManagerSource(region=REGION))
+
+
+# -- the lean client build -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [
+        ("us-east-1", "https://secretsmanager.us-east-1.amazonaws.com"),
+        ("cn-north-1", "https://secretsmanager.cn-north-1.amazonaws.com.cn"),
+        ("us-gov-west-1", "https://secretsmanager.us-gov-west-1.amazonaws.com"),
+        ("eu-south-2", "https://secretsmanager.eu-south-2.amazonaws.com"),
+    ],
+)
+async def test_the_trimmed_endpoint_table_still_resolves_every_partition(
+    region: str, endpoint: str
+) -> None:
+    # no call is made: the client only works out where it would send one
+    async with SecretsManagerSource(region=region) as source:
+        assert source._client.meta.endpoint_url == endpoint
+        assert source._client.meta.region_name == region
+
+
+def test_the_lean_session_knows_the_credential_chain_services_and_no_others() -> None:
+    resolver = lean_session()._get_internal_component("endpoint_resolver")
+    assert set(resolver.get_available_endpoints("sts")) >= {"us-east-1", "eu-west-1"}
+    assert resolver.get_available_endpoints("secretsmanager")
+    assert resolver.get_available_endpoints("ec2") == []
+    assert {"secretsmanager", "sts"} <= ENDPOINT_SERVICES

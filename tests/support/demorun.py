@@ -22,7 +22,7 @@ from tests.support.terminal import Terminal
 from tests.support.wait import wait_until
 
 DAEMON_RE = re.compile(r"secretsync run started \(pid (\d+)")
-APP_RE = re.compile(r"stand-in Java app started \(pid (\d+)")
+APP_RE = re.compile(r"stand-in app started \(pid (\d+)\)")
 EMULATOR_RE = re.compile(r"local Secrets Manager on http://127\.0\.0\.1:(\d+)")
 TIMELINE_RE = re.compile(r"rotated \S+ \(version \w+\) → (\S+) rewritten \+[\d.]+s → app signalled")
 READY = "● rotating a secret every"

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import Field, model_validator
-
 from secretsync.config.errors import brief
-from secretsync.config.sections import FrozenModel
+from secretsync.config.schema import Model, OneOf, Opt, Str, model, spec
 
 if TYPE_CHECKING:
     from secretsync.config.model import SecretRef
@@ -43,24 +41,23 @@ USER_INFO_KEY = "basic.auth.user.info"
 CREDENTIALS_SOURCE_KEY = "basic.auth.credentials.source"
 
 
-class _Credentials(FrozenModel):
+@model
+class _Credentials(Model):
     """A username and a password, each under its own key of one JSON secret."""
 
-    secret: str = Field(min_length=1, max_length=2048)
-    username_key: str | None = Field(default=None, min_length=1)
-    password_key: str | None = Field(default=None, min_length=1)
+    secret: str = spec(Str(min_length=1, max_length=2048))
+    username_key: str | None = spec(Opt(Str(min_length=1)), default=None)
+    password_key: str | None = spec(Opt(Str(min_length=1)), default=None)
 
     section: ClassVar[str] = "credentials"  # the field name on the output, for messages
 
-    @model_validator(mode="after")
-    def _two_keys(self) -> _Credentials:
+    def _check(self) -> None:
         user, password = self.credential_keys()
         if user == password:
             raise ValueError(
                 f"username_key and password_key are both {brief(user)}; they must be two "
                 "different keys of the secret"
             )
-        return self
 
     def default_keys(self) -> tuple[str, str]:
         return ("apiKey", "apiSecret")
@@ -80,6 +77,7 @@ class _Credentials(FrozenModel):
         raise NotImplementedError
 
 
+@model
 class SaslConfig(_Credentials):
     """``sasl``: writes ``sasl.jaas.config`` and ``sasl.mechanism``.
 
@@ -87,7 +85,7 @@ class SaslConfig(_Credentials):
     ``apiSecret`` for PLAIN, ``username`` / ``password`` for SCRAM.
     """
 
-    mechanism: Mechanism
+    mechanism: Mechanism = spec(OneOf("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"))
 
     section: ClassVar[str] = "sasl"
 
@@ -105,6 +103,7 @@ class SaslConfig(_Credentials):
         return {MECHANISM_KEY: self.mechanism}
 
 
+@model
 class BasicAuthConfig(_Credentials):
     """``basic_auth``: writes ``basic.auth.user.info`` (``user:password``) and
     ``basic.auth.credentials.source=USER_INFO`` (Schema Registry clients).

@@ -1,7 +1,7 @@
 """Field types of sync.yaml: durations, modes, signals, accounts, paths. Pure.
 
-Each is a pydantic ``BeforeValidator`` (or an ``Annotated`` type using one)
-whose ValueError text says what is allowed; values echoed back go through
+Each is a parser whose ValueError text says what is allowed, wrapped in a
+:mod:`secretsync.config.schema` kind; values echoed back go through
 :func:`secretsync.config.errors.brief`, so they are always short.
 """
 
@@ -11,11 +11,10 @@ import os
 import re
 import signal
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import BeforeValidator, ValidationInfo
+from typing import Any, Literal
 
 from secretsync.config.errors import brief
+from secretsync.config.schema import Ctx, Custom, Kind, MapOf, NullIs, Number, Seq
 
 # one or more parts, each a number and a unit, the units from the largest down, each once
 # ("1h30m", "2m500ms"); a bare number (seconds) stands alone
@@ -70,7 +69,14 @@ def parse_duration(value: object) -> float:
     raise ValueError(f"expected {DURATION_HELP}, got {brief(value)}")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+def duration(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+) -> Number:
+    """A duration field (seconds, a float) within bounds."""
+    return Number(parse=parse_duration, ge=ge, gt=gt, le=le)
 
 
 def _parse_mode(value: object) -> int:
@@ -86,7 +92,7 @@ def _parse_mode(value: object) -> int:
     )
 
 
-FileMode = Annotated[int, BeforeValidator(_parse_mode)]
+FILE_MODE = Custom(lambda value, _ctx: _parse_mode(value))
 
 
 def _scalar_to_str(value: object) -> str:
@@ -98,7 +104,7 @@ def _scalar_to_str(value: object) -> str:
     raise ValueError("expected a string, number or boolean")
 
 
-StaticValue = Annotated[str, BeforeValidator(_scalar_to_str)]
+STATIC_VALUE = Custom(lambda value, _ctx: _scalar_to_str(value))
 
 SIGNAL_NAMES = sorted(
     s.name for s in signal.Signals if s.name.startswith("SIG") and not s.name.startswith("SIG_")
@@ -125,7 +131,7 @@ def _parse_signal(value: object) -> str:
     raise ValueError(f"unknown signal {brief(value)}; {_SIGNALS_ALLOWED}")
 
 
-SignalName = Annotated[str, BeforeValidator(_parse_signal)]
+SIGNAL_NAME = Custom(lambda value, _ctx: _parse_signal(value))
 
 _ID_MAX = 4294967294  # 4294967295 is (uid_t)-1, which chown(2) reads as "leave unchanged"
 # the portable user/group name rule of useradd(8), case-insensitive; ASCII only
@@ -133,7 +139,7 @@ _ACCOUNT_NAME_RE = re.compile(r"[a-z_][a-z0-9_.-]*\$?", re.IGNORECASE | re.ASCII
 _ACCOUNT_NAME_MAX = 32
 
 
-def account_field(kind: Literal["user", "group"]) -> BeforeValidator:
+def account_field(kind: Literal["user", "group"]) -> Custom:
     """Validate ``owner``/``group``: a name, or a uid/gid 0-4294967294 (YAML int or digits)."""
     number = "uid" if kind == "user" else "gid"
     help_text = (
@@ -162,10 +168,10 @@ def account_field(kind: Literal["user", "group"]) -> BeforeValidator:
             return value
         raise ValueError(f"{help_text}; got {brief(value)}")
 
-    return BeforeValidator(parse)
+    return Custom(lambda value, _ctx: parse(value))
 
 
-def file_path(value: object, info: ValidationInfo) -> Path:
+def file_path(value: object, ctx: Ctx) -> Path:
     """A file path: not empty, no NUL, not naming a directory; relative to ``base_dir``.
 
     The result is absolute and normalised lexically (``/o/../o/x`` is ``/o/x``,
@@ -178,10 +184,10 @@ def file_path(value: object, info: ValidationInfo) -> Path:
         raise ValueError("must not contain a NUL character")
     if value.rsplit("/", 1)[-1] in {"", ".", ".."}:
         raise ValueError("must name a file, not a directory")
-    return _absolute(value, info)
+    return _absolute(value, ctx)
 
 
-def _absolute(value: str, info: ValidationInfo) -> Path:
+def _absolute(value: str, ctx: Ctx) -> Path:
     """``value`` made absolute against the ``base_dir`` context, normalised lexically.
 
     A leading ``~`` is refused: it is not expanded (whose home: the daemon's user,
@@ -196,7 +202,7 @@ def _absolute(value: str, info: ValidationInfo) -> Path:
         )
     text = value
     if not os.path.isabs(text):
-        base = (info.context or {}).get("base_dir")
+        base: Any = ctx.base_dir
         if base is None:
             raise ValueError("must be an absolute path")
         text = os.path.join(os.fspath(base), text)
@@ -204,7 +210,7 @@ def _absolute(value: str, info: ValidationInfo) -> Path:
     return Path("/" + os.path.normpath(text).lstrip("/"))
 
 
-def state_dir_path(value: object, info: ValidationInfo) -> Path | None:
+def state_dir_path(value: object, ctx: Ctx) -> Path | None:
     """A directory path (or null): no NUL, relative to ``base_dir``, normalised lexically."""
     if value is None:
         return None
@@ -212,17 +218,24 @@ def state_dir_path(value: object, info: ValidationInfo) -> Path | None:
         raise ValueError("expected a directory path, or null for beside each output")
     if "\0" in value:
         raise ValueError("must not contain a NUL character")
-    return _absolute(value, info)
+    return _absolute(value, ctx)
 
 
-def _null_is_empty_mapping(value: object) -> object:
-    # `aws:` with every line below it commented out is YAML null: mean the defaults
-    return {} if value is None else value
+FILE_PATH = Custom(file_path)
+OPTIONAL_FILE_PATH = Custom(lambda value, ctx: None if value is None else file_path(value, ctx))
+STATE_DIR = Custom(state_dir_path)
 
 
-def _null_is_empty_list(value: object) -> object:
-    return [] if value is None else value
+def null_is_empty_mapping(inner: Kind) -> NullIs:
+    """``inner``, where YAML null (``aws:`` with every line below it commented out) is ``{}``."""
+    return NullIs(dict, inner)
 
 
-NullIsEmptyMapping = BeforeValidator(_null_is_empty_mapping)
-NullIsEmptyList = BeforeValidator(_null_is_empty_list)
+def null_is_empty_list(inner: Seq) -> NullIs:
+    """``inner``, where YAML null is ``[]``."""
+    return NullIs(list, inner)
+
+
+def null_is_empty_map_of(value: Kind) -> NullIs:
+    """A mapping of ``value`` items, where YAML null is ``{}``."""
+    return NullIs(dict, MapOf(value))

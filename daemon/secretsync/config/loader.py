@@ -20,9 +20,13 @@ would silently keep the last one).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.resolver import Resolver
 
 from secretsync.config.errors import ConfigError, brief
 
@@ -55,11 +59,36 @@ def _line(node_or_mark: object) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "?"
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that counts expanded nodes while composing (see the module docstring)."""
+# libyaml scans and parses (most of the time a load takes: ≈ 10× faster than PyYAML's
+# pure-Python scanner); the composing stays PyYAML's Python code, so every node is counted
+# and the depth is checked before it recurses (libyaml's parser keeps its own stack)
+_ParserBase: Any
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
+    _ParserBase = CParser
+else:  # pragma: no cover (the wheels of every platform the image runs on have libyaml)
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.scanner import Scanner
+
+    class _PyParser(Reader, Scanner, Parser):
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+
+    _ParserBase = _PyParser
+
+
+class _BoundedLoader(Composer, _ParserBase, SafeConstructor, Resolver):  # type: ignore[misc]
+    """A safe loader that counts expanded nodes while composing (see the module docstring)."""
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        _ParserBase.__init__(self, stream)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
         self._expanded_nodes = 0
         self._expanded_chars = 0
         self._aliases = 0
@@ -83,7 +112,7 @@ class _BoundedLoader(yaml.SafeLoader):
             )
 
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
-        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped stub
+        event: yaml.Event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             target = self.anchors.get(event.anchor)
             if target is not None:  # an undefined alias is left to PyYAML's own error
@@ -152,6 +181,11 @@ def load_yaml(text: str) -> object:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        if problem == "exceeded maximum nesting depth":
+            # libyaml's own limit (1000 levels), met while it scans ahead of the composer
+            raise ConfigError(
+                f"config: YAML nested too deeply{where} (limit {MAX_YAML_DEPTH} levels)"
+            ) from None
         raise ConfigError(f"YAML syntax error{where}: {problem}") from None
     finally:
         loader.dispose()

@@ -1,10 +1,10 @@
-"""The sync.yaml contract: pydantic models that reject anything they do not know.
+"""The sync.yaml contract: frozen models that reject anything they do not know.
 
 Everything here is pure except :func:`load_config`, which reads one file (through
 the bounded reader in :mod:`secretsync.config.loader`) and resolves symlinks. Models
-are frozen; every validation error is turned into a :class:`ConfigError` whose
-lines each name the field (``outputs[1].mode``) and what is allowed there (see
-:mod:`secretsync.config.errors`).
+are frozen dataclasses validated by :mod:`secretsync.config.schema`; every validation
+error is turned into a :class:`ConfigError` whose lines each name the field
+(``outputs[1].mode``) and what is allowed there (see :mod:`secretsync.config.errors`).
 """
 
 from __future__ import annotations
@@ -14,36 +14,42 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import (
-    BeforeValidator,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from typing import Literal
 
 from secretsync import DEFAULT_CONFIG_PATH
 from secretsync.config.creds import BasicAuthConfig, Credentials, SaslConfig, check_derived
 from secretsync.config.errors import MAX_PATH_ECHO_CHARS, ConfigError, brief, format_errors
 from secretsync.config.fields import (
-    Duration,
-    FileMode,
-    NullIsEmptyList,
-    NullIsEmptyMapping,
-    SignalName,
-    StaticValue,
+    FILE_MODE,
+    FILE_PATH,
+    OPTIONAL_FILE_PATH,
+    SIGNAL_NAME,
+    STATE_DIR,
+    STATIC_VALUE,
     account_field,
-    file_path,
+    duration,
+    null_is_empty_list,
+    null_is_empty_map_of,
+    null_is_empty_mapping,
     parse_duration,
-    state_dir_path,
 )
 from secretsync.config.loader import MAX_CONFIG_BYTES, MAX_CONFIG_NODES, load_yaml, read_config_text
+from secretsync.config.schema import (
+    Custom,
+    Invalid,
+    Model,
+    Nested,
+    Number,
+    OneOf,
+    Opt,
+    Seq,
+    Str,
+    model,
+    spec,
+)
 from secretsync.config.sections import (
+    URL,
     AwsConfig,
-    FrozenModel,
     MetricsConfig,
     PollConfig,
     PushConfig,
@@ -80,7 +86,40 @@ def _names(names: Iterable[str], last: str = " and ") -> str:
     return ", ".join(shown) + more
 
 
-class SecretRef(FrozenModel):
+def _distinct_keys(
+    keys: list[str] | dict[str, str] | None, _ctx: object
+) -> list[str] | dict[str, str] | None:
+    if isinstance(keys, list):
+        twice = [key for key, n in Counter(keys).items() if n > 1]
+        if twice:
+            raise ValueError(f"lists {_names(twice)} more than once; name each key once")
+    elif isinstance(keys, dict):
+        sources: dict[str, list[str]] = {}
+        for secret_key, output_key in keys.items():
+            sources.setdefault(output_key, []).append(secret_key)
+        clashes = [
+            f"{_names(names)} to {brief(out)}" for out, names in sources.items() if len(names) > 1
+        ]
+        if clashes:
+            raise ValueError(
+                f"maps {'; '.join(clashes[:3])}{'; …' if len(clashes) > 3 else ''}; "
+                "each output key must come from one secret key"
+            )
+    return keys
+
+
+def _keys_shape(value: object, _ctx: object) -> list[str] | dict[str, str]:
+    if isinstance(value, list) and all(isinstance(key, str) for key in value):
+        return list(value)
+    if isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise ValueError("expected a list of keys or a mapping {secret_key: output_key}")
+
+
+@model
+class SecretRef(Model):
     """One secret feeding an output.
 
     ``keys`` absent: every key of the JSON secret. A list: only these keys, each
@@ -89,40 +128,15 @@ class SecretRef(FrozenModel):
     required, renamed. ``as``: the secret is a plain string placed whole under that key.
     """
 
-    id: str = Field(min_length=1, max_length=2048)
-    keys: list[str] | dict[str, str] | None = None
-    as_key: str | None = Field(default=None, alias="as", min_length=1)
+    id: str = spec(Str(min_length=1, max_length=2048))
+    keys: list[str] | dict[str, str] | None = spec(
+        Opt(Custom(_distinct_keys, Custom(_keys_shape))), default=None
+    )
+    as_key: str | None = spec(Opt(Str(min_length=1)), default=None, key="as")
 
-    @field_validator("keys")
-    @classmethod
-    def _distinct(
-        cls, keys: list[str] | dict[str, str] | None
-    ) -> list[str] | dict[str, str] | None:
-        if isinstance(keys, list):
-            twice = [key for key, n in Counter(keys).items() if n > 1]
-            if twice:
-                raise ValueError(f"lists {_names(twice)} more than once; name each key once")
-        elif isinstance(keys, dict):
-            sources: dict[str, list[str]] = {}
-            for secret_key, output_key in keys.items():
-                sources.setdefault(output_key, []).append(secret_key)
-            clashes = [
-                f"{_names(names)} to {brief(out)}"
-                for out, names in sources.items()
-                if len(names) > 1
-            ]
-            if clashes:
-                raise ValueError(
-                    f"maps {'; '.join(clashes[:3])}{'; …' if len(clashes) > 3 else ''}; "
-                    "each output key must come from one secret key"
-                )
-        return keys
-
-    @model_validator(mode="after")
-    def _exclusive(self) -> SecretRef:
+    def _check(self) -> None:
         if self.as_key is not None and self.keys is not None:
             raise ValueError("use either `keys` (JSON secret) or `as` (plain string), not both")
-        return self
 
     def output_keys(self) -> set[str] | None:
         """The output keys this source is known to give, or None if that depends on the value."""
@@ -135,7 +149,8 @@ class SecretRef(FrozenModel):
         return None
 
 
-class OutputConfig(FrozenModel):
+@model
+class OutputConfig(Model):
     """One file to write.
 
     ``sasl`` / ``basic_auth``: login settings derived from one of ``secrets``
@@ -146,24 +161,20 @@ class OutputConfig(FrozenModel):
     a uid/gid (a YAML number or a string of ASCII digits, kept as an int).
     """
 
-    path: Path
-    format: Literal["properties", "json", "env"] = "properties"
-    mode: FileMode = 0o600
-    owner: Annotated[str | int | None, account_field("user")] = None
-    group: Annotated[str | int | None, account_field("group")] = None
-    secrets: Annotated[list[SecretRef], NullIsEmptyList] = Field(min_length=1)
-    static: Annotated[dict[str, StaticValue], NullIsEmptyMapping] = Field(default_factory=dict)
-    notify: Annotated[list[str], NullIsEmptyList] = Field(default_factory=list)
-    sasl: SaslConfig | None = None
-    basic_auth: BasicAuthConfig | None = None
+    path: Path = spec(FILE_PATH)
+    format: Literal["properties", "json", "env"] = spec(
+        OneOf("properties", "json", "env"), default="properties"
+    )
+    mode: int = spec(FILE_MODE, default=0o600)
+    owner: str | int | None = spec(account_field("user"), default=None)
+    group: str | int | None = spec(account_field("group"), default=None)
+    secrets: list[SecretRef] = spec(null_is_empty_list(Seq(Nested(SecretRef), min_length=1)))
+    static: dict[str, str] = spec(null_is_empty_map_of(STATIC_VALUE), default_factory=dict)
+    notify: list[str] = spec(null_is_empty_list(Seq(Str())), default_factory=list)
+    sasl: SaslConfig | None = spec(Opt(Nested(SaslConfig)), default=None)
+    basic_auth: BasicAuthConfig | None = spec(Opt(Nested(BasicAuthConfig)), default=None)
 
-    @field_validator("path", mode="before")
-    @classmethod
-    def _path(cls, value: object, info: ValidationInfo) -> Path:
-        return file_path(value, info)
-
-    @model_validator(mode="after")
-    def _static_vs_secrets(self) -> OutputConfig:
+    def _check(self) -> None:
         seen: dict[str, str] = {key: "static" for key in self.static}
         for ref in self.secrets:
             for key in sorted(ref.output_keys() or ()):
@@ -174,7 +185,6 @@ class OutputConfig(FrozenModel):
                     )
                 seen[key] = f"secret {brief(ref.id)}"
         check_derived(self.derived, self.secrets, seen)
-        return self
 
     @property
     def derived(self) -> list[Credentials]:
@@ -186,21 +196,32 @@ class OutputConfig(FrozenModel):
         return list(dict.fromkeys(ref.id for ref in self.secrets))
 
 
-class HttpTarget(FrozenModel):
-    url: str
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
-    headers: Annotated[dict[str, str], NullIsEmptyMapping] = Field(default_factory=dict)
-    timeout_s: Duration = Field(default=5.0, alias="timeout", gt=0, le=300)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("expected an http:// or https:// URL")
-        return value
+@model
+class HttpTarget(Model):
+    url: str = spec(URL)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = spec(
+        OneOf("GET", "POST", "PUT", "PATCH", "DELETE"), default="POST"
+    )
+    headers: dict[str, str] = spec(null_is_empty_map_of(Str()), default_factory=dict)
+    timeout_s: float = spec(duration(gt=0, le=300), default=5.0, key="timeout")
 
 
-class NotifyTarget(FrozenModel):
+def _regex(value: str | None, _ctx: object) -> str | None:
+    if value is not None:
+        try:
+            regex = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if regex.search("") is not None:
+            raise ValueError(
+                f"{brief(value)} matches the empty string, so it would match every "
+                'process; name the program, e.g. "java .*KafkaApp"'
+            )
+    return value
+
+
+@model
+class NotifyTarget(Model):
     """How to tell one dependent process: a signal, a command or an HTTP call.
 
     ``pidfile``: absolute, or relative to the config file's directory (like
@@ -211,38 +232,17 @@ class NotifyTarget(FrozenModel):
     settles, so a fleet spreads the restarts a rotation causes.
     """
 
-    signal: SignalName | None = None
-    pidfile: Path | None = None
-    process: str | None = None
-    command: list[str] | None = Field(default=None, min_length=1)
-    http: HttpTarget | None = None
-    timeout_s: Duration = Field(default=30.0, alias="timeout", gt=0, le=3600)
-    retries: int = Field(default=0, ge=0, le=1)
-    retry_backoff_s: Duration = Field(default=1.0, alias="retry_backoff", ge=0, le=60)
-    splay_s: Duration = Field(default=0.0, alias="splay", ge=0, le=3600)
+    signal: str | None = spec(Opt(SIGNAL_NAME), default=None)
+    pidfile: Path | None = spec(OPTIONAL_FILE_PATH, default=None)
+    process: str | None = spec(Opt(Custom(_regex, Str())), default=None)
+    command: list[str] | None = spec(Opt(Seq(Str(), min_length=1)), default=None)
+    http: HttpTarget | None = spec(Opt(Nested(HttpTarget)), default=None)
+    timeout_s: float = spec(duration(gt=0, le=3600), default=30.0, key="timeout")
+    retries: int = spec(Number(whole=True, ge=0, le=1), default=0)
+    retry_backoff_s: float = spec(duration(ge=0, le=60), default=1.0, key="retry_backoff")
+    splay_s: float = spec(duration(ge=0, le=3600), default=0.0, key="splay")
 
-    @field_validator("pidfile", mode="before")
-    @classmethod
-    def _pidfile(cls, value: object, info: ValidationInfo) -> Path | None:
-        return None if value is None else file_path(value, info)
-
-    @field_validator("process")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                regex = re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from None
-            if regex.search("") is not None:
-                raise ValueError(
-                    f"{brief(value)} matches the empty string, so it would match every "
-                    'process; name the program, e.g. "java .*KafkaApp"'
-                )
-        return value
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> NotifyTarget:
+    def _check(self) -> None:
         kinds = [
             name
             for name, present in (
@@ -258,7 +258,6 @@ class NotifyTarget(FrozenModel):
             )
         if kinds == ["signal"] and self.pidfile is None and self.process is None:
             raise ValueError("a signal target needs `pidfile`, `process` or both")
-        return self
 
     @property
     def kind(self) -> Literal["signal", "command", "http"]:
@@ -273,24 +272,28 @@ class NotifyTarget(FrozenModel):
         return self.signal or "SIGHUP"
 
 
-class Config(FrozenModel):
+@model
+class Config(Model):
     """The whole sync.yaml. An empty (null) ``aws``, ``poll``, ``metrics`` or
     ``notify`` section means its defaults; to disable metrics set ``metrics.listen: null``.
     """
 
-    aws: Annotated[AwsConfig, NullIsEmptyMapping] = Field(default_factory=AwsConfig)
-    poll: Annotated[PollConfig, NullIsEmptyMapping] = Field(default_factory=PollConfig)
-    settle_s: Duration = Field(default=2.0, alias="settle", ge=0, le=3600)
-    settle_max_s: Duration = Field(default=30.0, alias="settle_max", ge=0, le=86400)
-    metrics: Annotated[MetricsConfig, NullIsEmptyMapping] = Field(default_factory=MetricsConfig)
-    shutdown_timeout_s: Duration = Field(default=5.0, alias="shutdown_timeout", ge=1, le=600)
-    push: PushConfig | None = None
-    state_dir: Annotated[Path | None, BeforeValidator(state_dir_path)] = None
-    outputs: Annotated[list[OutputConfig], NullIsEmptyList] = Field(min_length=1)
-    notify: Annotated[dict[str, NotifyTarget], NullIsEmptyMapping] = Field(default_factory=dict)
+    aws: AwsConfig = spec(null_is_empty_mapping(Nested(AwsConfig)), default_factory=AwsConfig)
+    poll: PollConfig = spec(null_is_empty_mapping(Nested(PollConfig)), default_factory=PollConfig)
+    settle_s: float = spec(duration(ge=0, le=3600), default=2.0, key="settle")
+    settle_max_s: float = spec(duration(ge=0, le=86400), default=30.0, key="settle_max")
+    metrics: MetricsConfig = spec(
+        null_is_empty_mapping(Nested(MetricsConfig)), default_factory=MetricsConfig
+    )
+    shutdown_timeout_s: float = spec(duration(ge=1, le=600), default=5.0, key="shutdown_timeout")
+    push: PushConfig | None = spec(Opt(Nested(PushConfig)), default=None)
+    state_dir: Path | None = spec(STATE_DIR, default=None)
+    outputs: list[OutputConfig] = spec(null_is_empty_list(Seq(Nested(OutputConfig), min_length=1)))
+    notify: dict[str, NotifyTarget] = spec(
+        null_is_empty_map_of(Nested(NotifyTarget)), default_factory=dict
+    )
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Config:
+    def _check(self) -> None:
         if self.settle_max_s < self.settle_s:
             raise ValueError(
                 f"settle_max: must be >= settle ({self.settle_s:g}s); got {self.settle_max_s:g}s"
@@ -312,7 +315,6 @@ class Config(FrozenModel):
                         f"outputs[{index}].notify: {brief(name)} is not a target of the "
                         f"notify section; allowed: {allowed}"
                     )
-        return self
 
     @property
     def secret_ids(self) -> list[str]:
@@ -339,9 +341,9 @@ def parse_config(data: object, *, base_dir: Path | None = None) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError("config: expected a mapping at the top level (aws, poll, outputs, …)")
     try:
-        return Config.model_validate(data, context={"base_dir": base_dir})
-    except ValidationError as exc:
-        raise ConfigError(format_errors(exc, Config)) from None
+        return Config.model_validate(data, base_dir=base_dir)
+    except Invalid as exc:
+        raise ConfigError(format_errors(exc)) from None
 
 
 def load_config(path: str | Path) -> Config:

@@ -1,4 +1,5 @@
-"""The demo's child processes: the stand-in "Java app", and how the demo starts and stops them.
+"""The demo's child processes: the stand-in app (a Python script in place of a Java
+app), and how the demo starts and stops them.
 
 The app writes a pidfile and reloads its files on SIGHUP. It prints one line
 per file it (re)loaded: the keys and a short hash of the content, never a

@@ -2,8 +2,8 @@
 
 Starts a local Secrets Manager (moto's server, a child process on a free
 loopback port; see :mod:`secretsync.demo.emulator`) seeded with the two
-Confluent-style secrets, writes a demo sync.yaml
-based on sync.yaml.example, starts a stand-in "Java app" that reloads on
+Confluent-style secrets, writes a demo sync.yaml based on sync.yaml.example,
+starts a stand-in app (a Python script in place of a Java app) that reloads on
 SIGHUP, runs the real daemon (``secretsync run``, the same code path as
 production) and rotates a secret every few seconds, printing a timeline:
 rotated → file rewritten → app signalled, with the measured latency.
@@ -283,7 +283,10 @@ class Demo:
         assert app.proc.stdout is not None
         threading.Thread(target=self._read_app, args=(app.proc.stdout,), daemon=True).start()
         self._wait((self.directory / "app.pid").exists, 30, "the stand-in app")
-        self.say(f"● stand-in Java app started (pid {app.proc.pid}), reloads on SIGHUP")
+        self.say(
+            f"● stand-in app started (pid {app.proc.pid}): a Python script in place of "
+            "your Java app, reloads on SIGHUP"
+        )
         self.say(f"● metrics: http://127.0.0.1:{self.port}/metrics  (also /healthz /readyz)")
         self.running = True
 

@@ -5,7 +5,7 @@ queue of its own at start and subscribes it to the topic (raw delivery, a
 policy that lets only that topic send to it, messages kept 15 minutes), and at
 a clean stop unsubscribes and deletes it.
 
-Its own queues, and the rule for removing the stale ones (README "Push refresh"):
+Its own queues, and the rule for removing the stale ones (docs/push.md):
 
 - **Name and tags.** ``secretsync-<identity>-<8 hex>``. The identity is
   ``push.identity``, else the ECS task family (task metadata endpoint), else

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from secretsync.config.model import Config
 from secretsync.exitcodes import EXIT_FAILURE, EXIT_OK, stopped_by
-from secretsync.metrics import Metrics
+from secretsync.metrics import Metrics, NullMetrics
 from secretsync.output.writer import OutputWriter
 from secretsync.runtime.compose import Core
 from secretsync.runtime.signals import SignalCapture
@@ -35,7 +35,7 @@ async def dry_run(config: Config, *, source: SecretSource | None = None) -> list
     """What ``once`` would write (keys only); no lock taken, nothing written."""
     from secretsync.sync.plan import plan  # noqa: PLC0415
 
-    metrics = Metrics()
+    metrics = NullMetrics()
     async with contextlib.AsyncExitStack() as stack:
         secrets = await Core(config, metrics, with_notifier=False).open_source(stack, source)
         writer = OutputWriter(metrics, locking=False)
@@ -52,7 +52,9 @@ async def run_once(
 ) -> int:
     """Sync every output once. Returns 0 when all are current, 1 when one is not,
     128 + signal when stopped by a signal. Raises StartupError (exit 2)."""
-    core = Core(config, metrics or Metrics(), with_notifier=notify and bool(config.notify))
+    # nothing scrapes the metrics of one pass: by default they go nowhere (and
+    # prometheus_client is never imported)
+    core = Core(config, metrics or NullMetrics(), with_notifier=notify and bool(config.notify))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals.attach(loop, lambda _signum, _forced: stop.set(), lambda: None)

@@ -1,7 +1,10 @@
 """Watch the files: restore tampered outputs, notice config edits.
 
-:class:`Watcher` runs one ``watchfiles.awatch`` over the output directories
-and the config file's directory (non-recursive). An event on an output makes
+:class:`Watcher` watches the output directories and the config file's
+directory (non-recursive) with inotify, sleeping in the kernel between events
+(:mod:`secretsync.runtime.inotify`); where inotify cannot be had (``inotify_init1``
+fails, or the watch limit is reached: ENOSPC), or when ``SECRETSYNC_WATCH=poll``
+is set, it polls the directories' ``lstat`` every WATCH_POLL_S instead. An event on an output makes
 the syncer compare it with the bytes it last wrote and rewrite it if someone
 else changed it (content, mode or owner); our own atomic writes compare equal
 and cost nothing, and our temp, lock and journal files are ignored. Any other
@@ -21,20 +24,19 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
-from watchfiles import Change, awatch
-
 from secretsync import logs
 from secretsync.output.files import TEMP_SUFFIX
 from secretsync.output.journal import PENDING_SUFFIX
 from secretsync.output.locks import LOCK_SUFFIX
+from secretsync.runtime.inotify import DirPoller, Inotify, Unavailable
 from secretsync.runtime.reload import Reloader
 
 WATCH_RECHECK_S = 5.0  # how often an idle watcher re-checks its directories
-WATCH_STEP_MS = 200  # watchfiles: yield once no new event came for this long… (also how
-# often its thread wakes up to look at the stop event: 20 times a second cost 1.6 CPU-s per
-# 10 minutes at idle)
-WATCH_DEBOUNCE_MS = 1600  # …or after this long at most
-WATCH_RETRY_S = 5.0  # after the watch itself fails (inotify limits, permissions)
+WATCH_STEP_S = 0.2  # a batch ends once no new event came for this long…
+WATCH_DEBOUNCE_S = 1.6  # …or after this long at most
+WATCH_RETRY_S = 5.0  # after the watch itself fails (permissions, a directory gone)
+WATCH_POLL_S = 1.0  # the polling fallback lists the directories this often
+WATCH_ENV = "SECRETSYNC_WATCH"  # "poll": use the polling fallback even where inotify works
 OUR_SUFFIXES = (TEMP_SUFFIX, LOCK_SUFFIX, PENDING_SUFFIX)
 
 Repair = Callable[[Path], Awaitable[bool]]
@@ -49,11 +51,14 @@ def _nearest_dir(path: Path) -> Path:
 
 
 class Watcher:
-    """One ``watchfiles.awatch`` over the output directories and the config directory.
+    """One watch (inotify, or polling) over the output directories and the config directory.
 
     ``outputs()`` gives the managed output paths, ``repair(path)`` restores one.
     Run :meth:`run` for the life of the daemon; :meth:`stop` ends it.
-    ``reloader`` may be None to watch outputs only. The constructor does no I/O.
+    ``reloader`` may be None to watch outputs only. ``poll``: use the polling
+    fallback (default: when ``SECRETSYNC_WATCH=poll``); ``backend`` says which
+    one runs (``inotify`` or ``poll``, once :meth:`run` started). The constructor
+    does no I/O.
     """
 
     def __init__(
@@ -64,24 +69,30 @@ class Watcher:
         reloader: Reloader | None = None,
         *,
         recheck_s: float = WATCH_RECHECK_S,
+        poll: bool | None = None,
     ) -> None:
         self._outputs = outputs
         self._repair = repair
         self.config_path = Path(config_path).absolute()
         self.reloader = reloader
         self.recheck_s = recheck_s
+        self.poll = (
+            os.environ.get(WATCH_ENV, "").strip().lower() == "poll" if poll is None else poll
+        )
+        self.backend = "poll" if self.poll else "inotify"
         self.batches = 0  # event batches handled (tests and debugging)
         self.watching: frozenset[Path] = frozenset()  # directories under a settled watch
         self._stopped = False
-        self._roots: set[Path] = set()  # what the current awatch covers
-        self._rebuild = asyncio.Event()  # the stop event of the current awatch
+        self._roots: set[Path] = set()  # what the current watch covers
+        self._rebuild = asyncio.Event()  # set: end the current watch (stop, or rebuild)
+        self._ready = asyncio.Event()  # set: the current watch has events to read
         self._log = logs.get_logger()
 
     def __repr__(self) -> str:
         return f"Watcher(config_path={str(self.config_path)!r}, batches={self.batches})"
 
     def stop(self) -> None:
-        """End :meth:`run` within one watchfiles step."""
+        """End :meth:`run` soon (at its next await)."""
         self._stopped = True
         self._rebuild.set()
 
@@ -104,13 +115,17 @@ class Watcher:
 
     async def run(self) -> None:
         """Watch until :meth:`stop` (or cancellation), rebuilding the watch as needed."""
+        if self.poll:
+            self._log.info("watch_polling", reason=f"{WATCH_ENV}=poll", interval_s=WATCH_POLL_S)
         while not self._stopped:
             roots = self._roots = self.roots()
             self._rebuild = asyncio.Event()
             self.watching = frozenset()
             if self._stopped:
                 break
-            self._log.debug("watch_started", paths=sorted(str(p) for p in roots))
+            self._log.debug(
+                "watch_started", backend=self.backend, paths=sorted(str(p) for p in roots)
+            )
             try:
                 await self._watch(roots)
             except (OSError, RuntimeError) as exc:
@@ -122,31 +137,103 @@ class Watcher:
                     await asyncio.wait_for(self._rebuild.wait(), WATCH_RETRY_S)
 
     async def _watch(self, roots: set[Path]) -> None:
-        swept = False
-        async for changes in awatch(
-            *sorted(roots),
-            watch_filter=None,
-            stop_event=self._rebuild,
-            recursive=False,
-            step=WATCH_STEP_MS,
-            debounce=WATCH_DEBOUNCE_MS,
-            rust_timeout=int(self.recheck_s * 1000),
-            yield_on_timeout=True,
-            ignore_permission_denied=True,
-        ):
-            if not swept:
-                # the watch is in place now: catch whatever changed while it was built
-                swept = True
-                await self.sweep()
-                self._check_config()
-                self.watching = frozenset(roots)
+        if not self.poll:
+            inotify = Inotify()
+            try:
+                inotify.open()
+                for root in sorted(roots):
+                    try:
+                        inotify.add(root)
+                    except PermissionError as exc:
+                        # as before: a directory we may not read is left out, not retried
+                        self._log.warning("watch_skipped", path=str(root), error=exc.strerror)
+            except Unavailable as exc:
+                inotify.close()
+                self._log.warning("watch_polling", reason=str(exc), interval_s=WATCH_POLL_S)
+                self.poll, self.backend = True, "poll"
+            except BaseException:
+                inotify.close()
+                raise
+            else:
+                try:
+                    await self._watch_inotify(roots, inotify)
+                finally:
+                    inotify.close()
+                return
+        await self._watch_polling(roots)
+
+    async def _started(self, roots: set[Path]) -> None:
+        # the watch is in place now: catch whatever changed while it was built
+        await self.sweep()
+        self._check_config()
+        self.watching = frozenset(roots)
+        self._log.debug("watch_ready", backend=self.backend, paths=len(roots))
+
+    async def _watch_inotify(self, roots: set[Path], inotify: Inotify) -> None:
+        loop = asyncio.get_running_loop()
+        ready = self._ready = asyncio.Event()
+        loop.add_reader(inotify.fd, ready.set)
+        try:
+            await self._started(roots)
+            while not self._rebuild.is_set():
+                if not await self._wait_for(ready, self.recheck_s):
+                    if self.roots() != roots:
+                        self._rebuild.set()
+                    continue
+                changes: set[Path] = set()
+                started = loop.time()
+                # one batch: until no new event came for a step, or the debounce at most
+                while True:
+                    ready.clear()
+                    changes |= inotify.read()
+                    left = started + WATCH_DEBOUNCE_S - loop.time()
+                    if left <= 0 or not await self._wait_for(ready, min(WATCH_STEP_S, left)):
+                        break
+                    if self._rebuild.is_set():
+                        break
+                if inotify.overflowed:
+                    inotify.overflowed = False
+                    changes |= set(self._outputs()) | {self.config_path}
+                await self._batch(changes, roots)
+        finally:
+            loop.remove_reader(inotify.fd)
+
+    async def _watch_polling(self, roots: set[Path]) -> None:
+        poller = DirPoller(roots)
+        poller.scan()
+        await self._started(roots)
+        waited = 0.0
+        while not self._rebuild.is_set():
+            if await self._wait_for(self._rebuild, WATCH_POLL_S):
+                break
+            waited += WATCH_POLL_S
+            changes = poller.scan()
             if changes:
-                await self._handle(changes)
-                self.batches += 1
-            paths = {Path(p) for _, p in changes}
-            if self.roots() != roots or paths & roots:
-                # a directory appeared, or a watched one was removed or replaced
-                self._rebuild.set()
+                await self._batch(changes, roots)
+            elif waited >= self.recheck_s:
+                waited = 0.0
+                if self.roots() != roots:
+                    self._rebuild.set()
+
+    async def _wait_for(self, event: asyncio.Event, timeout_s: float) -> bool:
+        """Wait until ``event`` (or a stop or rebuild) is set; False after ``timeout_s``."""
+        if event.is_set() or self._rebuild.is_set():
+            return True
+        waiters = {asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._rebuild.wait())}
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=timeout_s, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return bool(done)
+
+    async def _batch(self, changes: set[Path], roots: set[Path]) -> None:
+        if changes:
+            await self._handle(changes)
+            self.batches += 1
+        if self.roots() != roots or changes & roots:
+            # a directory appeared, or a watched one was removed or replaced
+            self._rebuild.set()
 
     async def sweep(self) -> int:
         """Check every output against its last rendered bytes; return how many were repaired."""
@@ -155,13 +242,12 @@ class Watcher:
             repaired += await self._repair(path)
         return repaired
 
-    async def _handle(self, changes: Iterable[tuple[Change, str]]) -> None:
+    async def _handle(self, changes: Iterable[Path]) -> None:
         outputs = set(self._outputs())
         config_dirs = self.config_dirs()
         drifted: set[Path] = set()
         config_touched = False
-        for _change, raw in changes:
-            path = Path(raw)
+        for path in changes:
             if path in outputs:
                 drifted.add(path)
             elif path.name.endswith(OUR_SUFFIXES):

@@ -12,6 +12,15 @@ read timeouts bound each wait for a byte, so an endpoint that keeps sending a
 byte now and then would hold a call (and the pass waiting for it) forever. A
 call cut off is a transient ``CallTimeout`` that counts as "the region cannot
 answer".
+
+The client is built lean (:func:`lean_session`): straight from aiobotocore (no
+boto3/aioboto3 import), and botocore's endpoint table (``endpoints.json``: every
+service in every partition, ≈ 6.5 MiB once parsed into OrderedDicts and kept in
+the loader's cache for the life of the process) is cut to the services this
+client and the credential chain can need before the client is made, and the
+loader's cache of JSON models is emptied once it is made. ``endpoint_url``,
+``AWS_CA_BUNDLE``, region resolution and the credential chain are botocore's own,
+untouched.
 """
 
 from __future__ import annotations
@@ -19,15 +28,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import json
+import os
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-import aioboto3
+import botocore
 from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
 from botocore.exceptions import (
     NoRegionError,
 )
+from botocore.regions import EndpointResolver
 
 from secretsync.config.model import AwsConfig
 from secretsync.metrics import Metrics
@@ -46,6 +59,52 @@ RequestObserver = Callable[[str, str], None]
 
 DEFAULT_CALL_TIMEOUT_S = 10.0
 _OPERATIONS = {"describe_secret": "DescribeSecret", "get_secret_value": "GetSecretValue"}
+# the services whose endpoints a Secrets Manager client and the credential chain use:
+# the client itself; STS for web identity (IRSA) and assumed roles; SSO for SSO profiles
+ENDPOINT_SERVICES = frozenset({"secretsmanager", "sts", "sso", "sso-oidc"})
+
+
+def _lean_endpoints() -> dict[str, Any] | None:
+    """botocore's endpoint table cut to ENDPOINT_SERVICES, or None to leave botocore's own
+    (a custom data path, or a table of a shape this does not know)."""
+    if os.environ.get("AWS_DATA_PATH"):
+        return None  # the user's models may override the table: let botocore find it
+    path = os.path.join(botocore.BOTOCORE_ROOT, "data", "endpoints.json")
+    try:
+        with open(path, "rb") as stream:
+            table = json.loads(stream.read())  # plain dicts: about half the size
+        partitions = [
+            {
+                **part,
+                "services": {k: v for k, v in part["services"].items() if k in ENDPOINT_SERVICES},
+            }
+            for part in table["partitions"]
+        ]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return {**table, "partitions": partitions}
+
+
+def lean_session() -> AioSession:
+    """An aiobotocore session whose endpoint table holds only ENDPOINT_SERVICES.
+
+    Falls back to the stock session when botocore's internals are not as expected.
+    """
+    session = AioSession()
+    table = _lean_endpoints()
+    components = getattr(session, "_internal_components", None)
+    if table is not None and hasattr(components, "register_component"):
+        resolver = EndpointResolver(table, uses_builtin_data=True)
+        components.register_component("endpoint_resolver", resolver)  # type: ignore[union-attr]
+    return session
+
+
+def _drop_model_cache(session: AioSession) -> None:
+    """Empty the loader's cache of parsed JSON models: the client holds what it uses, and
+    a new client (a credential refresh's STS) parses its own model again."""
+    cache = getattr(session.get_component("data_loader"), "_cache", None)
+    if isinstance(cache, dict):
+        cache.clear()
 
 
 class SecretsManagerSource:
@@ -103,14 +162,16 @@ class SecretsManagerSource:
         )
         stack = contextlib.AsyncExitStack()
         try:
+            session = lean_session()
             self._client = await stack.enter_async_context(
-                aioboto3.Session().client(
+                session.create_client(
                     "secretsmanager",
                     region_name=self.region,
                     endpoint_url=self.endpoint_url,
                     config=config,
                 )
             )
+            _drop_model_cache(session)
         except NoRegionError:
             await stack.aclose()
             raise SourceError(
