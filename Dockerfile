@@ -1,5 +1,5 @@
 # secretsync container image: a small, non-root, read-only-root friendly sidecar.
-#   docker build -t secretsync:0.2.0 --build-arg VERSION=0.2.0 .
+#   docker build -t secretsync:0.3.0 --build-arg VERSION=0.3.0 .
 # Run: mount sync.yaml at /etc/secretsync/sync.yaml and a volume where the
 # outputs go (/etc/kafka in sync.yaml.example). See packaging/README.md.
 
@@ -28,7 +28,7 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
 
 # -- runtime: the same Python, the venv, nothing else ---------------------------------
 FROM ${PYTHON_IMAGE}
-ARG VERSION=0.2.0
+ARG VERSION=0.3.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="secretsync" \
       org.opencontainers.image.description="Sidecar that keeps Java Kafka/Schema Registry client.properties files in step with AWS Secrets Manager" \

@@ -30,6 +30,7 @@ lint: $(STAMP) $(BIN)/actionlint
 	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/lint-imports --no-cache
 
+# mypy --strict on the package, the tests and the benchmarks (pyproject [tool.mypy])
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
