@@ -1,6 +1,6 @@
 """secretsync benchmarks: figures side by side, measured in one run, against a local moto server.
 
-    make bench                 # everything (about 10 minutes)
+    make bench                 # everything (about 14 minutes)
     .venv/bin/python -m bench.bench --quick     # fewer repetitions
     .venv/bin/python -m bench.bench --only startup,once     # some rows only
 
