@@ -8,6 +8,7 @@ AWS calls, files and config reloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import io
 import json
@@ -17,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -462,67 +463,64 @@ class SlowCollector(Collector):
         return iter(())
 
 
-@pytest.mark.slow
-async def test_scrapes_waiting_for_their_answer_make_room_for_a_probe() -> None:
+@contextlib.asynccontextmanager
+async def slow_build_server(
+    limits: ServerLimits,
+) -> AsyncIterator[tuple[MonitoringServer, SlowCollector]]:
+    """A started server whose /metrics builds hold until the collector is released; on
+    exit the collector is released and the server stopped."""
     metrics = Metrics()
     slow = SlowCollector()
     metrics.registry.register(slow)
-    limits = ServerLimits(max_connections=4)
     srv = MonitoringServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
     await srv.start()
-    # raw clients: aiohttp's would quietly retry the one that is evicted
-    scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
-    scrapes = [asyncio.create_task(exchange(srv.port, scrape)) for _ in range(4)]
     try:
-        await async_wait_until(slow.entered.is_set, 10, "a build in its collector")
-        await async_wait_until(lambda: srv.connections == 4, 10, "four scrapes waiting")
-        # every connection is in a handler, waiting for the build: the probe still gets in
-        assert await answers_200(srv.url + "/healthz")
-        assert srv.shed["evicted"] == 1
-        slow.release.set()
-        done = await asyncio.gather(*scrapes)
-        assert sorted(map(status_of, done), key=str) == [200, 200, 200, None]
+        yield srv, slow
     finally:
         slow.release.set()
-        await asyncio.gather(*scrapes, return_exceptions=True)
         await srv.stop()
+
+
+@pytest.mark.slow
+async def test_scrapes_waiting_for_their_answer_make_room_for_a_probe() -> None:
+    async with slow_build_server(ServerLimits(max_connections=4)) as (srv, slow):
+        # raw clients: aiohttp's would quietly retry the one that is evicted
+        scrape = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        scrapes = [asyncio.create_task(exchange(srv.port, scrape)) for _ in range(4)]
+        try:
+            await async_wait_until(slow.entered.is_set, 10, "a build in its collector")
+            await async_wait_until(lambda: srv.connections == 4, 10, "four scrapes waiting")
+            # every connection is in a handler, waiting for the build: the probe still gets in
+            assert await answers_200(srv.url + "/healthz")
+            assert srv.shed["evicted"] == 1
+            slow.release.set()
+            done = await asyncio.gather(*scrapes)
+            assert sorted(map(status_of, done), key=str) == [200, 200, 200, None]
+        finally:
+            slow.release.set()
+            await asyncio.gather(*scrapes, return_exceptions=True)
 
 
 @pytest.mark.slow
 async def test_beyond_max_busy_a_scrape_is_answered_503_at_once() -> None:
-    metrics = Metrics()
-    slow = SlowCollector()
-    metrics.registry.register(slow)
-    limits = ServerLimits(max_busy=2)
-    srv = MonitoringServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
-    await srv.start()
-    scrapes = [asyncio.create_task(get(srv.url + "/metrics")) for _ in range(2)]
-    try:
-        await async_wait_until(lambda: srv.connections == 2, 10, "two scrapes waiting")
-        status, body = await get(srv.url + "/metrics")
-        assert status == 503 and "busy" in body
-        assert srv.shed["busy"] == 1
-        assert await answers_200(srv.url + "/readyz")  # probes are not costly
-        slow.release.set()
-        assert [s for s, _ in await asyncio.gather(*scrapes)] == [200, 200]
-    finally:
-        slow.release.set()
-        await asyncio.gather(*scrapes, return_exceptions=True)
-        await srv.stop()
+    async with slow_build_server(ServerLimits(max_busy=2)) as (srv, slow):
+        scrapes = [asyncio.create_task(get(srv.url + "/metrics")) for _ in range(2)]
+        try:
+            await async_wait_until(lambda: srv.connections == 2, 10, "two scrapes waiting")
+            status, body = await get(srv.url + "/metrics")
+            assert status == 503 and "busy" in body
+            assert srv.shed["busy"] == 1
+            assert await answers_200(srv.url + "/readyz")  # probes are not costly
+            slow.release.set()
+            assert [s for s, _ in await asyncio.gather(*scrapes)] == [200, 200]
+        finally:
+            slow.release.set()
+            await asyncio.gather(*scrapes, return_exceptions=True)
 
 
 @pytest.mark.slow
 async def test_a_handler_past_its_deadline_answers_504() -> None:
-    metrics = Metrics()
-    slow = SlowCollector()
-    metrics.registry.register(slow)
-    limits = ServerLimits(handler_timeout_s=0.5)
-    srv = MonitoringServer(metrics, ALWAYS_HEALTHY, host="127.0.0.1", port=0, limits=limits)
-    await srv.start()
-    try:
+    async with slow_build_server(ServerLimits(handler_timeout_s=0.5)) as (srv, _):
         status, body = await get(srv.url + "/metrics")
         assert status == 504, (status, body)  # a gateway timeout, not a crash (500)
         assert await answers_200(srv.url + "/healthz")
-    finally:
-        slow.release.set()
-        await srv.stop()
