@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secretsync import logs
-from secretsync.escapes import jaas_quote
+from secretsync.escapes import jaas_quote, properties_text
 
 
 @pytest.fixture(autouse=True)
@@ -87,6 +87,20 @@ def test_escaped_and_quoted_forms_of_a_value_are_masked_too() -> None:
     ]
     for text in rendered:
         assert logs.scrub(f"<{text}>") == f"<{logs.MASK}>", text
+
+
+@pytest.mark.usefixtures("held")
+def test_a_value_with_spaces_is_masked_as_a_properties_file_holds_it() -> None:
+    # a .properties value keeps its inner spaces (only a leading one is escaped), unlike a
+    # key: the form the renderer writes must be masked, not only the key-style escape
+    value = "CANARY spaced=pass:word"
+    logs.hold_secret("s", [value])
+    line = properties_text({"password": value}, "").splitlines()[1]
+    written = line.removeprefix("password=")
+    assert written == "CANARY spaced\\=pass\\:word"
+    assert logs.scrub(f"<{written}>") == f"<{logs.MASK}>"
+    derived = properties_text({"sasl.jaas.config": jaas_quote(value)[1:-1]}, "")
+    assert logs.scrub(derived.splitlines()[1]) == f"sasl.jaas.config={logs.MASK}"
 
 
 @pytest.mark.usefixtures("held")

@@ -74,6 +74,14 @@ def properties_escape(text: str, *, ensure_ascii: bool = True) -> str:
     return _props_base(text, ensure_ascii).replace(" ", "\\ ")
 
 
+def properties_value(text: str, *, ensure_ascii: bool = True) -> str:
+    """``text`` escaped as the value of a ``.properties`` line: like
+    :func:`properties_escape` but inner spaces stay as they are (``load`` keeps them);
+    only a leading space is escaped, or ``load`` would drop it."""
+    value = _props_base(text, ensure_ascii)
+    return "\\" + value if value.startswith(" ") else value
+
+
 def properties_text(props: Mapping[str, str], comments: str) -> str:
     """``props`` as ``.properties`` text, ASCII only: ``comments`` as ``#`` lines first,
     then one ``key=value`` line per key in code-point order, each ending in ``\\n``.
@@ -85,8 +93,5 @@ def properties_text(props: Mapping[str, str], comments: str) -> str:
     comment = _BARE_COMMENT_LINE.sub("\n#", _CR_EOL.sub("\n", comments))
     lines = ["#" + _NON_ASCII.sub(_props_char, comment)]
     for key in sorted(props):
-        value = _props_base(props[key], True)
-        if value.startswith(" "):
-            value = "\\" + value
-        lines.append(properties_escape(key) + "=" + value)
+        lines.append(properties_escape(key) + "=" + properties_value(props[key]))
     return "\n".join(lines) + "\n"

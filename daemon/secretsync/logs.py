@@ -30,7 +30,7 @@ from typing import Any, Literal, TextIO
 import structlog
 
 from secretsync import LOG_LEVELS
-from secretsync.escapes import jaas_quote, properties_escape
+from secretsync.escapes import jaas_quote, properties_escape, properties_value
 
 LogFormat = Literal["auto", "json", "console"]
 LEVELS = LOG_LEVELS
@@ -50,11 +50,13 @@ def _escapers() -> list[Callable[[str], str]]:
         return jaas_quote(text)[1:-1]  # a password inside sasl.jaas.config
 
     return [
-        lambda v: properties_escape(v, ensure_ascii=True),  # a .properties file
+        properties_value,  # a value in a .properties file, as the renderer writes it
+        lambda v: properties_escape(v, ensure_ascii=True),  # …as a key escapes it
         lambda v: json.dumps(v, ensure_ascii=False)[1:-1],  # a JSON file or log line
         shlex.quote,  # an env file
         jaas,
-        lambda v: properties_escape(jaas(v), ensure_ascii=True),  # …in .properties
+        lambda v: properties_value(jaas(v)),  # …in .properties
+        lambda v: properties_escape(jaas(v), ensure_ascii=True),
         lambda v: json.dumps(v)[1:-1],
         lambda v: repr(v)[1:-1],
         lambda v: properties_escape(v, ensure_ascii=False),
