@@ -11,7 +11,12 @@ import javaproperties
 from hypothesis import given
 from hypothesis import strategies as st
 
-from secretsync.escapes import properties_escape, properties_text
+from secretsync.escapes import (
+    properties_escape,
+    properties_forms,
+    properties_text,
+    properties_value,
+)
 
 # every code point but lone surrogates (not valid text; render refuses them first),
 # weighted towards what the escaping treats specially
@@ -49,3 +54,12 @@ def test_known_lines() -> None:
         "\\ k\\=y=\\ a\\:b\\n\n"
         "\\u00e9=\\ud83d\\ude00\n"
     )  # fmt: skip
+
+
+@given(text=TEXT)
+def test_the_forms_made_together_are_each_made_alone(text: str) -> None:
+    assert properties_forms(text) == (
+        properties_value(text),
+        properties_escape(text),
+        properties_escape(text, ensure_ascii=False),
+    )

@@ -181,3 +181,23 @@ def test_every_occurrence_of_every_held_value_is_masked(
                 assert value not in scrubbed.replace(logs.MASK, "\0")
     finally:
         logs.release_secrets_except([])
+
+
+def _reference_forms(value: str) -> set[str]:
+    """Every form the redactor must mask for ``value``, each made on its own."""
+    jaas = jaas_quote(value)[1:-1]
+    made = {value, json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]}
+    made |= {shlex.quote(value), jaas, repr(value)[1:-1]}
+    for text in (value, jaas):
+        made.add(properties_text({"k": text}, "").splitlines()[1].removeprefix("k="))
+        made |= {javaproperties.escape(text, ensure_ascii=a) for a in (True, False)}
+    return {form for form in made if len(form) >= 4}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(value=st.one_of(values, st.text(alphabet=" \"'\\=:#!\t\né\U0001f600ab", max_size=12)))
+def test_the_forms_held_are_each_form_made_on_its_own(value: str) -> None:
+    # the redactor makes the forms together, sharing the escaping they have in common
+    forms, cut = logs._forms([value])
+    assert not cut
+    assert set(forms) == (_reference_forms(value) if len(value) >= 4 else set())

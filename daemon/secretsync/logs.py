@@ -24,13 +24,13 @@ import shlex
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO
 
 import structlog
 
 from secretsync import LOG_LEVELS
-from secretsync.escapes import jaas_quote, properties_escape, properties_value
+from secretsync.escapes import jaas_quote, properties_forms
 
 LogFormat = Literal["auto", "json", "console"]
 LEVELS = LOG_LEVELS
@@ -43,25 +43,38 @@ REDACT_MAX_CHARS_PER_SECRET = 1 << 20
 REDACT_MAX_STRINGS_PER_SECRET = 16_384
 
 
-def _escapers() -> list[Callable[[str], str]]:
-    """The escaped forms a value takes in our outputs, quotes and reprs, likeliest first."""
+ESCAPED_KINDS = 11
+"""How many escaped forms :func:`_escaped` gives per value."""
 
-    def jaas(text: str) -> str:
-        return jaas_quote(text)[1:-1]  # a password inside sasl.jaas.config
 
-    return [
-        properties_value,  # a value in a .properties file, as the renderer writes it
-        lambda v: properties_escape(v, ensure_ascii=True),  # …as a key escapes it
-        lambda v: json.dumps(v, ensure_ascii=False)[1:-1],  # a JSON file or log line
-        shlex.quote,  # an env file
+def _escaped(value: str) -> tuple[str, ...]:
+    """The escaped forms ``value`` takes in our outputs, quotes and reprs, likeliest first
+    (:data:`ESCAPED_KINDS` of them, some maybe equal): in a ``.properties`` value as the
+    renderer writes it, as a ``.properties`` key escapes it, in a JSON file or log line,
+    in an env file, as a password inside ``sasl.jaas.config`` (and that in
+    ``.properties``, both ways), JSON with ASCII escapes, a Python repr, ``.properties``
+    escapes without ``\\uXXXX`` (plain and JAAS-quoted).
+
+    The work the forms share is done once (the redactor escapes every value held, and a
+    thousand secrets are held at once)."""
+    jaas = jaas_quote(value)[1:-1]
+    props_value, props_key, props_unicode = properties_forms(value)
+    jaas_value, jaas_key, jaas_unicode = properties_forms(jaas)
+    in_json = json.dumps(value, ensure_ascii=False)[1:-1]
+    in_json_ascii = in_json if value.isascii() else json.dumps(value)[1:-1]
+    return (
+        props_value,
+        props_key,
+        in_json,
+        shlex.quote(value),
         jaas,
-        lambda v: properties_value(jaas(v)),  # …in .properties
-        lambda v: properties_escape(jaas(v), ensure_ascii=True),
-        lambda v: json.dumps(v)[1:-1],
-        lambda v: repr(v)[1:-1],
-        lambda v: properties_escape(v, ensure_ascii=False),
-        lambda v: properties_escape(jaas(v), ensure_ascii=False),
-    ]
+        jaas_value,
+        jaas_key,
+        in_json_ascii,
+        repr(value)[1:-1],
+        props_unicode,
+        jaas_unicode,
+    )
 
 
 def _forms(values: Iterable[str]) -> tuple[frozenset[str], bool]:
@@ -74,12 +87,19 @@ def _forms(values: Iterable[str]) -> tuple[frozenset[str], bool]:
     chosen: dict[str, None] = {}
     left = REDACT_MAX_CHARS_PER_SECRET
     cut = False
-    for escape in [None, *_escapers()]:  # None: the value as it is
+    escaped: dict[str, tuple[str, ...]] = {}
+    for kind in range(-1, ESCAPED_KINDS):  # -1: the value as it is
         for value in raw:
             if len(chosen) >= REDACT_MAX_STRINGS_PER_SECRET or len(value) > left:
                 cut = True
                 continue
-            form = value if escape is None else escape(value)
+            if kind < 0:
+                form = value
+            else:
+                forms = escaped.get(value)
+                if forms is None:
+                    forms = escaped[value] = _escaped(value)
+                form = forms[kind]
             if len(form) < _MIN_REDACT_LEN or form in chosen:
                 continue
             if len(form) > left:
@@ -294,11 +314,13 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: TextIO | Non
         else structlog.processors.JSONRenderer(sort_keys=False)
     )
     structlog.configure(
+        # the level and the time are added after the redactor: they hold no data, and
+        # scrubbing them was a third of its work per event (the fields keep their order)
         processors=[
             structlog.contextvars.merge_contextvars,
+            _REDACTOR,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _REDACTOR,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
