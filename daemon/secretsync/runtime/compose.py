@@ -9,7 +9,8 @@ source is open) the syncer, each given its collaborators at construction.
    AWS calls);
 2. every output's lock is taken and our stale temp files swept (a lock held by
    another process, or not a regular file, or too many outputs for the limit:
-   :class:`StartupError`, exit 2, nothing written);
+   :class:`StartupError`, exit 2, nothing written), in a thread, while the AWS
+   libraries are imported;
 3. the source is opened (Secrets Manager unless one is given; no region or no
    client: :class:`StartupError`);
 4. the syncer is built;
@@ -85,10 +86,19 @@ class Core:
         before, soft, hard = raise_fd_limit()
         log.debug("fd_limit", soft_before=before, soft=soft, hard=hard)
         paths = [o.path for o in self.config.outputs]
+        locking = asyncio.ensure_future(asyncio.to_thread(self.writer.manage, paths))
         try:
-            await asyncio.to_thread(self.writer.manage, paths)
-        except LockRefused as exc:
-            raise StartupError(str(exc)) from None
+            if source is None:
+                # the AWS stack is imported while the locks are taken (≈ 0.3 s of file
+                # system calls for 1,000 outputs, in a thread): the import is Python work,
+                # the locks wait on the kernel; the client is made once the locks are held
+                await asyncio.sleep(0)  # the thread starts first
+                import secretsync.source.secretsmanager  # noqa: F401, PLC0415
+        finally:
+            try:
+                await locking
+            except LockRefused as exc:
+                raise StartupError(str(exc)) from None
         source = await self.open_source(stack, source)
         self._syncer = Syncer(
             self.config, source, self.writer, metrics=self.metrics, notifier=self.notifier
