@@ -443,6 +443,28 @@ def test_two_outputs_through_a_symlinked_directory_are_one_file(tmp_path: Path) 
     assert os.path.realpath(tmp_path / "real" / "x.properties") in message
 
 
+def test_an_output_that_is_a_symlink_to_another_outputs_file_is_that_file(
+    tmp_path: Path,
+) -> None:
+    # the directories are resolved once per directory: a link at the file's own name is
+    # still followed (into another directory, through a linked directory)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    (tmp_path / "alias.properties").symlink_to(tmp_path / "link" / "x.properties")
+    cfg = tmp_path / "sync.yaml"
+    cfg.write_text(
+        "outputs:\n"
+        "  - {path: real/x.properties, secrets: [{id: s}]}\n"
+        "  - {path: real/y.properties, secrets: [{id: s}]}\n"
+        "  - {path: alias.properties, secrets: [{id: t}]}\n"
+    )
+
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+
+    assert "outputs[2].path: the same file as outputs[0].path through a symlink" in str(info.value)
+
+
 @pytest.mark.slow
 def test_a_symlinked_file_is_the_file_it_points_to(tmp_path: Path) -> None:
     (tmp_path / "a.properties").symlink_to(tmp_path / "b.properties")

@@ -114,6 +114,17 @@ def open_dir(directory: Path, *, create: bool = False) -> Iterator[int]:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def dir_handle(directory: Path, held: int | None, *, create: bool = False) -> Iterator[int]:
+    """``held``, a handle its owner already holds on ``directory`` (and closes), else a
+    new handle from :func:`open_dir`, closed on exit."""
+    if held is not None:
+        yield held
+        return
+    with open_dir(directory, create=create) as dir_fd:
+        yield dir_fd
+
+
 def _open_regular(dir_fd: int, name: str) -> int | None:
     """A read handle on regular file ``name`` in ``dir_fd``; None if missing, a link or special."""
     try:
@@ -282,6 +293,7 @@ def write_if_changed(
     gid: int = -1,
     directory: Path | None = None,
     before_replace: Callable[[int], None] | None = None,
+    dir_fd: int | None = None,
 ) -> WriteResult:
     """Make ``path`` hold exactly ``data`` with ``mode`` and owner ``uid``/``gid`` (-1: keep).
 
@@ -300,21 +312,24 @@ def write_if_changed(
     directory is fsynced. On any failure the temp file is removed, the old file
     is untouched, and WriteError is raised (an exception raised by
     ``before_replace`` propagates as it is, after the clean-up).
+
+    ``dir_fd``: a handle the caller already holds on ``directory`` (opened with
+    :func:`open_dir`, ``create=True``), used instead of walking to it again.
     """
     directory = directory if directory is not None else real_dir(path)
     name = path.name
     try:
-        with open_dir(directory, create=True) as dir_fd:
-            if _holds(dir_fd, name, data):
-                return WriteResult(False, fixed_attrs=_fix_attrs(dir_fd, name, mode, uid, gid))
+        with dir_handle(directory, dir_fd, create=True) as handle:
+            if _holds(handle, name, data):
+                return WriteResult(False, fixed_attrs=_fix_attrs(handle, name, mode, uid, gid))
             try:
-                removed = remove_non_file(dir_fd, name)
+                removed = remove_non_file(handle, name)
             except OSError as exc:
-                if _is_dir(dir_fd, name):
+                if _is_dir(handle, name):
                     raise _not_a_file(path, exc) from None
                 raise
-            _replace(dir_fd, name, data, mode, uid, gid, before_replace)
-            os.fsync(dir_fd)  # the rename is durable once the directory is
+            _replace(handle, name, data, mode, uid, gid, before_replace)
+            os.fsync(handle)  # the rename is durable once the directory is
     except OSError as exc:
         raise write_error(path, directory, exc) from None
     except (OverflowError, ValueError) as exc:  # an owner id the kernel cannot take

@@ -29,7 +29,7 @@ import stat
 import threading
 from pathlib import Path
 
-from secretsync.output.files import kind_of_mode, open_dir
+from secretsync.output.files import dir_handle, kind_of_mode
 
 LOCK_SUFFIX = ".secretsync-lock"
 LOCK_MODE = 0o644  # others may open it read-only to flock it and read the pid
@@ -175,45 +175,47 @@ class OutputLock:
                 self._fd = self._take()
                 self._released = False
 
-    def ensure(self) -> str | None:
+    def ensure(self, dir_fd: int | None = None) -> str | None:
         """Before a write: make sure the lock is held and is the file at the lock's name now.
 
         Returns None when it already was, ``"taken"`` when it was taken now (it
         could not be at start, e.g. on a volume then read-only), ``"retaken"``
         when the file at its name had been replaced and the new one was taken.
         A lock released (its output is no longer managed) is not taken again.
-        Raises like :meth:`acquire`.
+        Raises like :meth:`acquire`. ``dir_fd``: a handle the caller holds on
+        the lock's directory (from :func:`open_dir`), used instead of walking
+        to it again.
         """
         with self._mutex:
             if self._released:
                 return None
             old = self._fd
-            if old is not None and self._still_at_its_name(old):
+            if old is not None and self._still_at_its_name(old, dir_fd):
                 return None
             self._fd = None
             try:
-                self._fd = self._take()
+                self._fd = self._take(dir_fd)
             finally:
                 if old is not None:
                     os.close(old)  # an orphaned file locks nobody else out
             return "taken" if old is None else "retaken"
 
-    def _still_at_its_name(self, fd: int) -> bool:
+    def _still_at_its_name(self, fd: int, dir_fd: int | None) -> bool:
         # False when the file (or its whole directory) is gone: it is made again. Raises
         # OSError when the directory cannot be reached (a parent swapped for a symlink):
         # the lock held is kept, and the write fails the same way.
         try:
-            with open_dir(self.directory) as dir_fd:
-                here = os.stat(lock_name(self.path.name), dir_fd=dir_fd, follow_symlinks=False)
+            with dir_handle(self.directory, dir_fd, create=False) as handle:
+                here = os.stat(lock_name(self.path.name), dir_fd=handle, follow_symlinks=False)
         except FileNotFoundError:
             return False
         held = os.fstat(fd)
         return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
 
-    def _take(self) -> int:
+    def _take(self, dir_fd: int | None = None) -> int:
         try:
-            with open_dir(self.directory, create=True) as dir_fd:
-                fd = _open_lock(dir_fd, lock_name(self.path.name), self.path, self.lock_path)
+            with dir_handle(self.directory, dir_fd, create=True) as handle:
+                fd = _open_lock(handle, lock_name(self.path.name), self.path, self.lock_path)
         except OSError as exc:
             if exc.errno in (errno.EMFILE, errno.ENFILE):
                 raise LockRefused(

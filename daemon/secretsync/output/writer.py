@@ -19,8 +19,9 @@ shutdown. :meth:`drain` waits for those.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from secretsync import logs
@@ -28,6 +29,7 @@ from secretsync.metrics import Metrics
 from secretsync.output.files import (
     WriteError,
     WriteResult,
+    open_dir,
     real_dir,
     resolve_gid,
     resolve_uid,
@@ -97,7 +99,11 @@ class OutputWriter:
         if self.locking and new:
             check_open_files(len(self._locks) + len(new))
         taken: list[OutputLock] = []
-        dirs = {path: real_dir(path) for path in new}
+        parents: dict[Path, Path] = {}  # each directory resolved once, not once per output
+        for path in new:
+            if path.parent not in parents:
+                parents[path.parent] = real_dir(path)
+        dirs = {path: parents[path.parent] for path in new}
         try:
             for path in new:
                 lock = OutputLock(path, dirs[path])
@@ -154,15 +160,16 @@ class OutputWriter:
     def _mutex_for(self, path: Path) -> asyncio.Lock:
         return self._mutex.setdefault(path, asyncio.Lock())
 
-    def _ensure_lock(self, path: Path) -> str | None:
+    def _ensure_lock(self, path: Path, dir_fd: int) -> str | None:
         """Make sure ``path``'s lock is held before writing it (blocking); see
-        :meth:`OutputLock.ensure`. Raises WriteError (reason ``locked``, or the errno
-        when the lock file cannot be made, as the write could not be either)."""
+        :meth:`OutputLock.ensure`; ``dir_fd`` is the handle the write holds on its
+        directory. Raises WriteError (reason ``locked``, or the errno when the lock
+        file cannot be made, as the write could not be either)."""
         lock = self._locks.get(path)
         if not self.locking or lock is None:
             return None
         try:
-            how = lock.ensure()
+            how = lock.ensure(dir_fd)
         except LockRefused as exc:
             raise WriteError(path, "locked", f"not written: {exc}") from None
         except OSError as exc:
@@ -212,16 +219,20 @@ class OutputWriter:
                     journal_failed.append(exc)  # the write goes on: it matters more
 
         def locked_write() -> WriteResult:
-            lock[0] = self._ensure_lock(out.path)
-            return write_if_changed(
-                out.path,
-                data,
-                mode=out.mode,
-                uid=uid,
-                gid=gid,
-                directory=directory,
-                before_replace=record,
-            )
+            # one walk to the directory for the lock's check and the write (each walk is
+            # a system call per component, and each call in a thread a GIL hand-over)
+            with _open_write_dir(out.path, directory) as dir_fd:
+                lock[0] = self._ensure_lock(out.path, dir_fd)
+                return write_if_changed(
+                    out.path,
+                    data,
+                    mode=out.mode,
+                    uid=uid,
+                    gid=gid,
+                    directory=directory,
+                    before_replace=record,
+                    dir_fd=dir_fd,
+                )
 
         async with self._mutex_for(out.path):
             try:
@@ -278,10 +289,17 @@ class OutputWriter:
             lock: list[str | None] = [None]
 
             def locked_repair() -> WriteResult:
-                lock[0] = self._ensure_lock(out.path)
-                return write_if_changed(
-                    out.path, data, mode=out.mode, uid=uid, gid=gid, directory=directory
-                )
+                with _open_write_dir(out.path, directory) as dir_fd:
+                    lock[0] = self._ensure_lock(out.path, dir_fd)
+                    return write_if_changed(
+                        out.path,
+                        data,
+                        mode=out.mode,
+                        uid=uid,
+                        gid=gid,
+                        directory=directory,
+                        dir_fd=dir_fd,
+                    )
 
             try:
                 result = await asyncio.shield(asyncio.to_thread(locked_repair))
@@ -301,6 +319,17 @@ class OutputWriter:
         """Wait until every write in flight has finished and been committed."""
         while self._inflight:
             await asyncio.wait(set(self._inflight))
+
+
+@contextlib.contextmanager
+def _open_write_dir(path: Path, directory: Path) -> Iterator[int]:
+    """A handle on an output's directory (made if missing, see :func:`open_dir`); the
+    OSError of the walk is the output's WriteError, as :func:`write_if_changed` says it."""
+    try:
+        with open_dir(directory, create=True) as dir_fd:
+            yield dir_fd
+    except OSError as exc:  # the walk's: what is done with the handle raises WriteError
+        raise write_error(path, directory, exc) from None
 
 
 __all__ = ["OutputWriter", "WriteError"]
