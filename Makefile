@@ -14,6 +14,11 @@ DEMO_STAMP := $(VENV)/.installed-demo
 TOOLS_VENV ?= .venv-tools
 TOOLS_STAMP := $(TOOLS_VENV)/.installed
 
+# Python writes .pyc caches (into __pycache__/, ignored by git) even where the environment
+# says not to: without them every daemon a test starts compiles the package again
+# (≈ 0.3 CPU-s each) and every xdist worker rewrites every test module's assertions
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: test test-fast lint typecheck pytest java-test demo clean image-test bench lock release-check
 
 $(BIN)/python:
@@ -134,3 +139,4 @@ demo: $(DEMO_STAMP)
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo java/target java/*/target
+	find daemon tests bench packaging examples -name __pycache__ -prune -exec rm -rf {} +
