@@ -9,6 +9,15 @@ BIN := $(VENV)/bin
 # stamps: the project installed with the test and demo extras / with the demo extra only
 STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
+# import-linter and twine get a venv of their own: both pull in rich, which structlog
+# then imports in every daemon a test starts (≈ 0.1 CPU-s each; production has no rich)
+TOOLS_VENV ?= .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
+
+# Python writes .pyc caches (into __pycache__/, ignored by git) even where the environment
+# says not to: without them every daemon a test starts compiles the package again
+# (≈ 0.3 CPU-s each) and every xdist worker rewrites every test module's assertions
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: test test-fast lint typecheck pytest java-test demo clean image-test bench lock release-check
 
@@ -20,15 +29,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,demo]'
 	touch $(STAMP) $(DEMO_STAMP)
 
+$(TOOLS_STAMP): Makefile
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/pip install --quiet 'import-linter>=2.1' 'twine>=5'
+	touch $(TOOLS_STAMP)
+
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[demo]'
 	touch $(DEMO_STAMP)
 
-lint: $(STAMP) $(BIN)/actionlint
+lint: $(STAMP) $(TOOLS_STAMP) $(BIN)/actionlint
 	$(BIN)/ruff check daemon tests bench packaging
 	$(BIN)/ruff format --check daemon tests bench packaging
 	$(BIN)/actionlint .github/workflows/*.yml
-	$(BIN)/lint-imports --no-cache
+	PYTHONPATH=daemon $(TOOLS_VENV)/bin/lint-imports --no-cache
 
 # mypy --strict on the package, the tests and the benchmarks (pyproject [tool.mypy])
 typecheck: $(STAMP)
@@ -37,7 +52,7 @@ typecheck: $(STAMP)
 # loadgroup: the tests sharing the Kafka broker stay in one worker (one broker at a time);
 # each worker has its own moto server
 PYTEST_WORKERS ?= 2
-pytest: $(STAMP)
+pytest: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
@@ -68,11 +83,11 @@ ACTIONLINT_VERSION ?= v1.7.12
 $(BIN)/actionlint: | $(BIN)/python
 	GOBIN=$(abspath $(BIN)) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)
 
-release-check: $(STAMP) $(BIN)/actionlint
+release-check: $(STAMP) $(TOOLS_STAMP) $(BIN)/actionlint
 	$(BIN)/actionlint .github/workflows/*.yml
 	rm -rf dist
 	$(BIN)/python -m build --sdist --wheel --outdir dist .
-	$(BIN)/twine check --strict dist/*
+	$(TOOLS_VENV)/bin/twine check --strict dist/*
 	$(BIN)/python packaging/release/check_version.py v$$($(BIN)/python -c 'import secretsync; print(secretsync.__version__)')
 	$(MAKE) image-test
 
@@ -123,4 +138,5 @@ demo: $(DEMO_STAMP)
 	$(BIN)/secretsync demo $(if $(PORT),--port $(PORT))
 
 clean:
-	rm -rf $(VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo java/target java/*/target
+	rm -rf $(VENV) $(TOOLS_VENV) $(AWS_VENV) $(PROD_VENV) .mypy_cache .ruff_cache .pytest_cache secretsync-demo java/target java/*/target
+	find daemon tests bench packaging examples -name __pycache__ -prune -exec rm -rf {} +

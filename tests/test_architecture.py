@@ -13,20 +13,22 @@ import ast
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.paths import REPO
+from tests.support.require import unavailable
 
 PACKAGE = REPO / "daemon" / "secretsync"
-LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+LINT_IMPORTS = REPO / ".venv-tools" / "bin" / "lint-imports"  # `make .venv-tools/.installed`
 # programs of their own, run as children (python -m / a script path): they exit as programs do
 CHILD_PROGRAMS = {"demo/app.py", "notify/procs.py"}
 
 
 def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
+    if not LINT_IMPORTS.exists():
+        unavailable("import-linter's venv is missing", "run `make .venv-tools/.installed`")
     env = {**os.environ, "PYTHONPATH": str(package_parent)}
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--config", str(REPO / "pyproject.toml")],

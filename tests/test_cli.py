@@ -465,6 +465,21 @@ def test_a_bad_environment_value_is_a_usage_error_naming_the_variable(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("value", ["fast", "5ms", "2m", "-1s"])
+@pytest.mark.slow
+def test_a_bad_retry_base_stops_run_before_it_starts_naming_the_variable(
+    tmp_path: Path, value: str
+) -> None:
+    cfg = write_yaml(tmp_path / "sync.yaml", example_config(tmp_path / "out", "http://127.0.0.1:9"))
+    result = run_cli(
+        "run", "-c", str(cfg), "--log-format", "console", env={"SECRETSYNC_RETRY_BASE": value}
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert "SECRETSYNC_RETRY_BASE" in line and repr(value) in line and "10ms to 60s" in line
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
 def subcommands() -> dict[str, argparse.ArgumentParser]:
     action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)

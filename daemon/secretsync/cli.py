@@ -35,6 +35,10 @@ LOG_ENV = {
     "log_format": ("SECRETSYNC_LOG_FORMAT", LOG_FORMATS, "auto"),
 }
 LOGGING_COMMANDS = ("run", "once")  # the commands whose work is logged (the others print)
+# the first delay of `run`'s own retries (push set-up and reading, task restarts, failed
+# poll cycles), each next one doubling up to its cap; tests that inject failures lower it
+RETRY_BASE_ENV = "SECRETSYNC_RETRY_BASE"
+RETRY_BASE_MIN_S, RETRY_BASE_MAX_S = 0.01, 60.0
 
 # Each subcommand's --help: what it does, then examples (kept as written).
 HELP: dict[str, tuple[str, str]] = {
@@ -322,7 +326,13 @@ def dispatch(args: argparse.Namespace, signals: SignalCapture | None = None) -> 
             if args.dry_run:
                 return _dry_run(config)
             return _asyncio_run(_once(config, signals, notify=not args.no_notify))
-        return _asyncio_run(_run(config, config_path, signals, watch=not args.no_watch))
+        retry_base_s, problem = _retry_base_s()
+        if problem is not None:
+            _report(args, "config_error", problem, variable=RETRY_BASE_ENV, error=problem)
+            return EXIT_USAGE
+        return _asyncio_run(
+            _run(config, config_path, signals, watch=not args.no_watch, retry_base_s=retry_base_s)
+        )
     except StartupError as exc:
         _report(args, "startup_failed", str(exc), error=str(exc), exit_code=exc.exit_code)
         return exc.exit_code
@@ -515,9 +525,33 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() and c != "\\" else ascii(c)[1:-1] for c in text)
 
 
-async def _run(config: Config, config_path: Path, signals: SignalCapture, *, watch: bool) -> int:
+def _retry_base_s() -> tuple[float, str | None]:
+    """``SECRETSYNC_RETRY_BASE`` in seconds (default 1 s), or a problem naming the variable
+    and the allowed range when it is not a duration within it."""
+    from secretsync import backoff  # noqa: PLC0415
+    from secretsync.config.fields import parse_duration  # noqa: PLC0415
+
+    raw = os.environ.get(RETRY_BASE_ENV, "").strip()
+    if not raw:
+        return backoff.BASE_S, None
+    try:
+        value = parse_duration(raw)
+    except ValueError:
+        value = -1.0
+    if not RETRY_BASE_MIN_S <= value <= RETRY_BASE_MAX_S:
+        return backoff.BASE_S, (
+            f"{RETRY_BASE_ENV}={raw[:40]!r} is not allowed; "
+            f"allowed: a duration from 10ms to 60s (such as 100ms, 1s, 5s)"
+        )
+    return value, None
+
+
+async def _run(
+    config: Config, config_path: Path, signals: SignalCapture, *, watch: bool, retry_base_s: float
+) -> int:
     from secretsync.runtime.run import Runtime  # noqa: PLC0415
     from secretsync.runtime.sdnotify import SdNotifier  # noqa: PLC0415
 
     sd = SdNotifier.from_environ()  # no-op unless started by systemd with Type=notify
-    return await Runtime(config_path, config, signals, watch=watch, sd=sd).run()
+    runtime = Runtime(config_path, config, signals, watch=watch, sd=sd, retry_base_s=retry_base_s)
+    return await runtime.run()

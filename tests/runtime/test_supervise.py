@@ -14,6 +14,29 @@ from secretsync.runtime.supervise import UNHEALTHY_AFTER, Supervisor
 from tests.support.wait import async_wait_until
 
 
+async def test_restarts_start_at_the_retry_base_and_double_up_to_the_cap() -> None:
+    buffer = io.StringIO()
+    logs.configure("info", "json", stream=buffer)
+    supervisor = Supervisor(Metrics(), retry_base_s=0.001, restart_cap_s=0.05)
+    runs = 0
+
+    async def failing() -> None:
+        nonlocal runs
+        runs += 1
+        raise ValueError("boom")
+
+    task = asyncio.create_task(supervisor.run("push", failing))
+    await async_wait_until(lambda: runs >= 12, 10, "restarts")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    events = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    delays = [(e["failures"], e["restart_in_s"]) for e in events if e["event"] == "task_failed"]
+    assert len(delays) >= 11
+    # full jitter within min(cap, base · 2^failures): 2 ms, 4 ms, … never above 50 ms
+    assert all(d <= min(0.05, 0.001 * 2**n) + 0.005 for n, d in delays), delays
+
+
 async def test_a_failing_task_is_restarted_counted_and_reported_by_name() -> None:
     buffer = io.StringIO()
     logs.configure("info", "json", stream=buffer)

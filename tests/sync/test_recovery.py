@@ -131,11 +131,12 @@ def test_a_daemon_answers_within_one_poll_after_a_real_outage(
 ) -> None:
     """The same bound in real time, through the real poller and the whole daemon.
 
-    30 s of outage at a 2 s interval is 15 intervals: the old backoff had grown to a
-    ceiling of 64 s by then, so this fails without the cap (the compressed test
+    10 s of outage at a 1 s interval is 10 intervals: the old backoff scheduled its
+    first retry up to 2 s out and had grown to a ceiling of 16 s by the fourth failure,
+    so this fails without the cap (the compressed test
     above covers 1, 10 and 60 minutes)."""
     moto.seed_use_case()
-    interval_s, outage_s = 2.0, 30.0
+    interval_s, outage_s = 1.0, 10.0
     cfg = write_yaml(
         tmp_path / "sync.yaml",
         example_config(

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import aiohttp
 
 from secretsync.config.model import NotifyTarget
-from secretsync.notify.procs import PidfileError, read_pidfile, scan_processes
+from secretsync.notify.procs import SCAN_TIMEOUT_S, PidfileError, read_pidfile, scan_processes
 
 Outcome = Literal["ok", "error", "timeout", "not_running", "refused", "skipped"]
 OUTCOMES: tuple[Outcome, ...] = ("ok", "error", "timeout", "not_running", "refused", "skipped")
@@ -55,14 +55,16 @@ class Result:
 # -- signals ---------------------------------------------------------------------------
 
 
-async def send_signal(target: NotifyTarget, *, own_pid: int) -> Result:
+async def send_signal(
+    target: NotifyTarget, *, own_pid: int, scan_timeout_s: float = SCAN_TIMEOUT_S
+) -> Result:
     """Signal the target's process(es); never raises for OS errors.
 
     pidfile only: its pid. process only: every pid whose command line matches.
     Both: the pidfile's pid, only if its command line matches (a recycled pid is
     left alone). PID 1 and ``own_pid`` are refused, never signalled. A bad
     pidfile (see :func:`~secretsync.notify.procs.read_pidfile`) is an ``error``; so is
-    a ``process`` match that exceeds its time budget
+    a ``process`` match that exceeds its time budget, ``scan_timeout_s``
     (:func:`~secretsync.notify.procs.scan_processes`).
     """
     signum = signal.Signals[target.signal_name]
@@ -83,7 +85,9 @@ async def send_signal(target: NotifyTarget, *, own_pid: int) -> Result:
         if pid in {1, own_pid}:
             return Result("refused", _refusal(pid, own_pid), details=details)
         if target.process is not None:
-            match = await scan_processes(target.process, own_pid=own_pid, pid=pid)
+            match = await scan_processes(
+                target.process, own_pid=own_pid, pid=pid, timeout_s=scan_timeout_s
+            )
             if match.error is not None:
                 return Result("error", match.error, details=details)
             if match.gone:
@@ -97,7 +101,7 @@ async def send_signal(target: NotifyTarget, *, own_pid: int) -> Result:
         return _kill([pid], signum, details)
 
     assert target.process is not None  # guaranteed by NotifyTarget validation
-    scan = await scan_processes(target.process, own_pid=own_pid)
+    scan = await scan_processes(target.process, own_pid=own_pid, timeout_s=scan_timeout_s)
     if scan.error is not None:
         return Result("error", scan.error, details=details)
     if scan.capped:

@@ -201,8 +201,10 @@ class PushListener:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         window_s: float = HINT_WINDOW_S,
+        retry_base_s: float = backoff.BASE_S,
     ) -> None:
         self.queue = queue
+        self.retry_base_s = retry_base_s
         self._secret_ids = secret_ids
         self._hint = hint
         self.metrics = metrics
@@ -245,7 +247,9 @@ class PushListener:
                 except PushError as exc:
                     self._count_error(exc)
                     failures += 1
-                    delay_s = backoff.delay_s(failures, self._rng, cap_s=ERROR_CAP_S)
+                    delay_s = backoff.delay_s(
+                        failures, self._rng, base_s=self.retry_base_s, cap_s=ERROR_CAP_S
+                    )
                     self._log.warning(
                         "push_failed",
                         error=str(exc),

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from secretsync.serve.server import MonitoringServer
     from secretsync.serve.websec import WebSecurity
 
+PUSH_SETUP_CAP_S = 60.0  # the longest wait before push set-up is tried again
 FORCED_MARGIN_S = 0.5  # kept from the deadline for cancelling what is left
 
 
@@ -72,6 +73,7 @@ class Runtime:
         serve_metrics: bool = True,
         reload_settle_s: float = RELOAD_SETTLE_S,
         reload_settle_max_s: float = RELOAD_SETTLE_MAX_S,
+        retry_base_s: float = backoff.BASE_S,
     ) -> None:
         self.config_path = config_path
         self.config = config
@@ -82,7 +84,8 @@ class Runtime:
         self._watch = watch
         self._serve_metrics = serve_metrics
         self._reload_settle = (reload_settle_s, reload_settle_max_s)
-        self.supervisor = Supervisor(self.metrics)
+        self._retry_base_s = retry_base_s
+        self.supervisor = Supervisor(self.metrics, retry_base_s=retry_base_s)
         self.core = Core(config, self.metrics, with_notifier=True)
         self.journal, self.writer = self.core.journal, self.core.writer
         assert self.core.notifier is not None
@@ -172,7 +175,7 @@ class Runtime:
             outputs=len(config.outputs),
         )
         syncer = self.syncer = await self.core.start(stack, self._source)
-        self.poller = Poller(syncer)
+        self.poller = Poller(syncer, retry_base_s=self._retry_base_s)
         report_cycles(self.sd, syncer, self.poller)
         if self._serve_metrics:
             await self._start_server(stack)
@@ -266,7 +269,12 @@ class Runtime:
             except PushError as exc:
                 failures += 1
                 self.metrics.push_errors.labels(reason=exc.reason).inc()
-                delay_s = backoff.delay_s(failures, random.Random(), cap_s=60.0)  # noqa: S311
+                delay_s = backoff.delay_s(
+                    failures,
+                    random.Random(),  # noqa: S311 (jitter, not crypto)
+                    base_s=self._retry_base_s,
+                    cap_s=PUSH_SETUP_CAP_S,
+                )
                 self._log.warning(
                     "push_setup_failed",
                     error=str(exc),
@@ -293,6 +301,7 @@ class Runtime:
             hint=self.poller.hint,
             metrics=self.metrics,
             retry_at=retry_at,
+            retry_base_s=self._retry_base_s,
         )
         try:
             await listener.run()

@@ -35,11 +35,13 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         restart_cap_s: float = RESTART_CAP_S,
+        retry_base_s: float = backoff.BASE_S,
     ) -> None:
         self.metrics = metrics
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self.restart_cap_s = restart_cap_s
+        self.retry_base_s = retry_base_s
         self._failures: dict[str, int] = {}
         self._log = logs.get_logger()
 
@@ -68,7 +70,9 @@ class Supervisor:
             except Exception as exc:
                 stable.cancel()
                 failures = self._failures[name] = self._failures.get(name, 0) + 1
-                delay_s = backoff.delay_s(failures, self._rng, cap_s=self.restart_cap_s)
+                delay_s = backoff.delay_s(
+                    failures, self._rng, base_s=self.retry_base_s, cap_s=self.restart_cap_s
+                )
                 self.metrics.task_restarts.labels(task=name).inc()
                 self._log.error(
                     "task_failed",

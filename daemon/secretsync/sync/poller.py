@@ -33,8 +33,10 @@ class Poller:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        retry_base_s: float = backoff.BASE_S,
     ) -> None:
         self.syncer = syncer
+        self.retry_base_s = retry_base_s
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not crypto)
         self._wake: asyncio.Event | None = None
@@ -97,7 +99,12 @@ class Poller:
                 raise
             except Exception as exc:
                 self.failed_cycles += 1
-                delay = backoff.delay_s(self.failed_cycles, self._rng, cap_s=FAILED_CYCLE_CAP_S)
+                delay = backoff.delay_s(
+                    self.failed_cycles,
+                    self._rng,
+                    base_s=self.retry_base_s,
+                    cap_s=FAILED_CYCLE_CAP_S,
+                )
                 log.error(
                     "cycle_failed",
                     failures=self.failed_cycles,
