@@ -23,6 +23,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from secretsync import logs
 from secretsync.metrics import Metrics
@@ -40,6 +41,9 @@ from secretsync.output.files import (
 from secretsync.output.journal import Journal, JournalError, digest_of
 from secretsync.output.locks import LockRefused, OutputLock, check_open_files
 from secretsync.state import OutputState, WrittenFile
+
+if TYPE_CHECKING:
+    from secretsync.config.model import OutputConfig
 
 
 class OutputWriter:
@@ -158,7 +162,37 @@ class OutputWriter:
     # -- writes ----------------------------------------------------------------------------
 
     def _mutex_for(self, path: Path) -> asyncio.Lock:
-        return self._mutex.setdefault(path, asyncio.Lock())
+        mutex = self._mutex.get(path)
+        if mutex is None:
+            mutex = self._mutex[path] = asyncio.Lock()
+        return mutex
+
+    def _locked_write(
+        self,
+        out: OutputConfig,
+        data: bytes,
+        *,
+        uid: int,
+        gid: int,
+        directory: Path,
+        lock: list[str | None],
+        before_replace: Callable[[int], None] | None,
+    ) -> WriteResult:
+        """In a thread: make sure ``out``'s lock is held (how, into ``lock[0]``), then
+        :func:`write_if_changed`. One walk to the directory serves both (each walk is a
+        system call per component, and each call in a thread a GIL hand-over)."""
+        with _open_write_dir(out.path, directory) as dir_fd:
+            lock[0] = self._ensure_lock(out.path, dir_fd)
+            return write_if_changed(
+                out.path,
+                data,
+                mode=out.mode,
+                uid=uid,
+                gid=gid,
+                directory=directory,
+                before_replace=before_replace,
+                dir_fd=dir_fd,
+            )
 
     def _ensure_lock(self, path: Path, dir_fd: int) -> str | None:
         """Make sure ``path``'s lock is held before writing it (blocking); see
@@ -219,20 +253,9 @@ class OutputWriter:
                     journal_failed.append(exc)  # the write goes on: it matters more
 
         def locked_write() -> WriteResult:
-            # one walk to the directory for the lock's check and the write (each walk is
-            # a system call per component, and each call in a thread a GIL hand-over)
-            with _open_write_dir(out.path, directory) as dir_fd:
-                lock[0] = self._ensure_lock(out.path, dir_fd)
-                return write_if_changed(
-                    out.path,
-                    data,
-                    mode=out.mode,
-                    uid=uid,
-                    gid=gid,
-                    directory=directory,
-                    before_replace=record,
-                    dir_fd=dir_fd,
-                )
+            return self._locked_write(
+                out, data, uid=uid, gid=gid, directory=directory, lock=lock, before_replace=record
+            )
 
         async with self._mutex_for(out.path):
             try:
@@ -289,17 +312,9 @@ class OutputWriter:
             lock: list[str | None] = [None]
 
             def locked_repair() -> WriteResult:
-                with _open_write_dir(out.path, directory) as dir_fd:
-                    lock[0] = self._ensure_lock(out.path, dir_fd)
-                    return write_if_changed(
-                        out.path,
-                        data,
-                        mode=out.mode,
-                        uid=uid,
-                        gid=gid,
-                        directory=directory,
-                        dir_fd=dir_fd,
-                    )
+                return self._locked_write(
+                    out, data, uid=uid, gid=gid, directory=directory, lock=lock, before_replace=None
+                )
 
             try:
                 result = await asyncio.shield(asyncio.to_thread(locked_repair))
