@@ -50,10 +50,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # loadgroup: the tests sharing the Kafka broker stay in one worker (one broker at a time);
-# each worker has its own moto server. Three workers on two CPUs: most tests wait on
-# child processes and timers, so a third worker fills the idle time (≈ 250 s, against
-# ≈ 300 s with two; the CPU the suite needs, ≈ 430 CPU-s, is the floor)
-PYTEST_WORKERS ?= 3
+# each worker has its own moto server. `PYTEST_WORKERS=3` is ≈ 50 s faster on two CPUs
+# (the tests mostly wait), but a Kafka end-to-end test failed once under it in CI
+PYTEST_WORKERS ?= 2
 pytest: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 

@@ -210,11 +210,13 @@ def test_access_denied_on_subscribe_and_on_receive_is_counted_and_survived(
         def denied() -> float:
             return sample(port, "secretsync_push_errors_total", reason="access_denied") or 0.0
 
-        wait_until(lambda: denied() >= 2, 60, "two denied set-ups counted")
+        wait_until(lambda: denied() >= 3, 60, "three denied set-ups counted")
         assert daemon.has_event("push_setup_failed", reason="access_denied")
         first_retry = next(e for e in daemon.events() if e.get("event") == "push_setup_failed")
         assert first_retry["retry_in_s"] <= 0.2  # base · 2 after one failure
-        assert sqs_queues(moto) == []  # a failed set-up removes the queue it made
+        # a failed set-up removes the queue it made: three failures leave at most the
+        # queue of the attempt in flight (the retries come fast, so one may be)
+        assert len(sqs_queues(moto)) <= 1
         queue_proxy.faults_by_operation = {}
         wait_until(lambda: daemon.has_event("push_listening", own_queue=True), 90, "set up")
 
@@ -228,8 +230,8 @@ def test_access_denied_on_subscribe_and_on_receive_is_counted_and_survived(
         queue_proxy.faults_by_operation = {"Subscribe": "denied"}
         (queue,) = sqs_queues(moto)
         client("sqs", moto.url).delete_queue(QueueUrl=queue)
-        wait_until(lambda: denied() >= before + 2, 60, "two denied replacements counted")
-        assert sqs_queues(moto) == []
+        wait_until(lambda: denied() >= before + 3, 60, "three denied replacements counted")
+        assert len(sqs_queues(moto)) <= 1
         queue_proxy.faults_by_operation = {}
         wait_until(lambda: daemon.has_event("push_queue_replaced"), 90, "a new queue")
         assert len(sqs_queues(moto)) == 1 and len(sns.list_subscriptions()["Subscriptions"]) == 1
