@@ -132,14 +132,9 @@ def test_the_scram_window_is_measured_and_the_client_recovers_without_a_restart(
                 lambda r=rig, pw=password: pw in r.out.read_text(), 60, f"{rig.mode}: the file"
             )
             rig.windows.append(time.monotonic() - changed)
-            # the same JVM carries on with the new password: messages flow again
-            acked = rig.probe.status()["acked"]
-            wait_until(
-                lambda r=rig, a=acked: r.probe.alive() and r.probe.status()["acked"] >= a + 50,
-                60,
-                f"{rig.mode}: the client to recover",
-            )
-            after = rig.probe.status()
+            # the same JVM carries on with the new password: messages flow again, both ways
+            at_file = rig.probe.status()
+            after = rig.probe.wait_recovered(at_file["acked"], at_file["consumed"])
             rig.failed_auths.append(rig.auth_failures() - failed_before)
             rig.failed_sends.append(after["failed_sends"] - before["failed_sends"])
 
@@ -148,7 +143,8 @@ def test_the_scram_window_is_measured_and_the_client_recovers_without_a_restart(
         assert final["pid"] == rig.probe.pid, "not the same JVM"
         assert final["missing"] == 0, (
             f"{rig.mode}: {final['missing']} acknowledged messages never consumed (the first "
-            f"{final['first_missing']}, the last consumed {final['last_consumed']})"
+            f"{final['first_missing']}, the last consumed {final['last_consumed']})\n"
+            + rig.probe.consumer_report(final)
         )
         print(
             f"\nSCRAM window, {rig.mode}: "

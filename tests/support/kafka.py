@@ -29,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -244,16 +244,30 @@ class Probe(JavaProgram):
     """``RotationProbe``: producer, consumer and admin client built once from ``config``."""
 
     def __init__(
-        self, workdir: Path, name: str, config: Path, topic: str, kafka_version: str
+        self,
+        workdir: Path,
+        name: str,
+        config: Path,
+        topic: str,
+        kafka_version: str,
+        consumer: Mapping[str, str] | None = None,
     ) -> None:
+        """``consumer``: consumer properties set over the file's (e.g. the assignor)."""
         self.status_path = workdir / f"{name}.status.json"
         self.kafka_version = kafka_version
+        overrides = [f"{k}={v}" for k, v in (consumer or {}).items()]
         super().__init__(
             workdir,
             name,
             "dev.secretsync.testkit.client.RotationProbe",
-            [str(config), topic, f"group-{name}", str(self.status_path)],
+            [str(config), topic, f"group-{name}", str(self.status_path), *overrides],
             client_classpath(kafka_version),
+            # the consumer's group life (joins, assignments, offsets) in its log, with the
+            # milliseconds since the JVM started: what a stalled consumer did last
+            jvm_args=[
+                "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.clients.consumer.internals=info",
+                "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            ],
         )
 
     def status(self) -> dict[str, Any]:
@@ -282,6 +296,58 @@ class Probe(JavaProgram):
         result = wait_until(flowing, timeout_s, f"{self.name}: {acked} messages round trip")
         assert result is not None
         return result
+
+    def consumer_report(self, status: dict[str, Any] | None = None) -> str:
+        """What the consumer last did, from a status (the latest by default), for a failure
+        message: assignment and lag, fetch requests and group metrics, the last record and
+        the last poll error (how long before the status), the last rebalance callbacks and,
+        in a final status whose drain timed out, where the consume thread was."""
+        s = status if status is not None else self.status()
+        c = s.get("consumer")
+        if not c:
+            return f"{self.name}: no consumer status yet"
+        now_ms = s["at_ms"]
+
+        def ago(at_ms: int) -> str:
+            return "never" if at_ms < 0 else f"{(now_ms - at_ms) / 1000:.1f} s before"
+
+        error = c["last_poll_error"]
+        last_error = "none"
+        if error:
+            via = " < ".join(error["via"]) or "no coordinator frame"
+            last_error = f"{error['type'].rsplit('.', 1)[-1]} via {via}, {ago(error['at_ms'])}"
+        lines = [
+            f"{self.name} consumer at {'the end' if s.get('final') else 'the last status'}: "
+            f"assignment {c['assignment']}, lag {c['lag']}, {c['polls']} polls",
+            f"  group and fetch metrics {c['group']}",
+            f"  last record offset {c['last_offset']}, {ago(c['last_record_at_ms'])}",
+            f"  last poll error {last_error}; poll errors {c['poll_errors']}",
+            f"  rebalance callbacks (epoch ms) {c['rebalances']}",
+        ]
+        if c["stack"]:
+            lines.append("  consume thread: " + " < ".join(c["stack"][:12]))
+        return "\n".join(lines)
+
+    def wait_recovered(
+        self, acked: int, consumed: int, more: int = 50, timeout_s: float = 60
+    ) -> dict[str, Any]:
+        """Until ``more`` messages past ``acked`` are acknowledged and past ``consumed`` are
+        consumed: the producer and the consumer both run again; on a timeout, the failure
+        says what the consumer last did."""
+
+        def recovered() -> dict[str, Any] | None:
+            self.alive()
+            s = self.status()
+            return s if s["acked"] >= acked + more and s["consumed"] >= consumed + more else None
+
+        try:
+            return wait_until(recovered, timeout_s, f"{self.name}: {more} more messages round trip")
+        except AssertionError as e:
+            s = self.status()
+            raise AssertionError(
+                f"{e} (acked {acked} → {s['acked']}, consumed {consumed} → {s['consumed']})\n"
+                f"{self.consumer_report(s)}"
+            ) from None
 
     def stop(self, timeout_s: float = 120) -> dict[str, Any]:
         """Tell it to stop; its final status once it exited (status 0; it drains up to 60 s)."""

@@ -9,10 +9,15 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
 import java.time.Duration;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Collection;
 import java.util.Collections;
+import java.util.Deque;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.OptionalLong;
 import java.util.Properties;
 import java.util.Set;
 import java.util.TreeMap;
@@ -22,6 +27,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -29,6 +35,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.Metric;
 import org.apache.kafka.common.MetricName;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -41,8 +48,15 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * type), and each client's own authentication metrics. It never prints a property value.
  *
  * <pre>
- * java ... RotationProbe CONFIG TOPIC GROUP STATUS_FILE
+ * java ... RotationProbe CONFIG TOPIC GROUP STATUS_FILE [CONSUMER_KEY=VALUE...]
  * </pre>
+ *
+ * The optional {@code KEY=VALUE} arguments are consumer properties set over the file's (e.g.
+ * {@code partition.assignment.strategy}). So that a consumer that stops consuming explains
+ * itself, the status also says what the consumer last did: its assignment after the last
+ * poll, its lag, the last record (offset, when), the last poll error (type, the coordinator
+ * methods it came through, when), the last rebalance callbacks, its group metrics, and in the
+ * final status of a drain that timed out, the consume thread's stack.
  *
  * A line "stop" on stdin (or stdin closing) stops the producer, waits up to 60 s for the
  * consumer to see every acknowledged message, writes the final status ("final": true) and
@@ -55,6 +69,15 @@ public final class RotationProbe {
             "successful-reauthentication-total",
             "failed-reauthentication-total");
 
+    // the consumer's group and fetch metrics the report shows
+    static final List<String> GROUP_METRICS = List.of(
+            "assigned-partitions",
+            "rebalance-total",
+            "failed-rebalance-total",
+            "last-rebalance-seconds-ago",
+            "last-heartbeat-seconds-ago",
+            "fetch-total");
+
     private final AtomicLong sent = new AtomicLong();
     private final AtomicLong failedSends = new AtomicLong();
     private final AtomicLong failedPolls = new AtomicLong();
@@ -66,11 +89,30 @@ public final class RotationProbe {
     private volatile boolean producing = true;
     private volatile boolean running = true;
 
+    // what the consumer last did (written by the consume thread, read by the status writer)
+    private final AtomicLong polls = new AtomicLong();
+    private final Map<String, AtomicLong> pollErrorCounts = new ConcurrentHashMap<>();
+    private volatile List<String> assignment = List.of();
+    private volatile Map<String, Object> lag = Map.of();
+    private volatile long lastOffset = -1;
+    private volatile long lastRecordAtMs = -1;
+    private volatile Map<String, Object> lastPollError;
+    private final Deque<String> rebalances = new ArrayDeque<>(); // guarded by itself
+    private volatile List<String> consumeStack = List.of();
+
     private RotationProbe() {
     }
 
     public static void main(String[] args) throws Exception {
-        new RotationProbe().run(Paths.get(args[0]), args[1], args[2], Paths.get(args[3]));
+        Map<String, String> consumerOverrides = new LinkedHashMap<>();
+        for (int i = 4; i < args.length; i++) {
+            int eq = args[i].indexOf('=');
+            if (eq <= 0) {
+                throw new IllegalArgumentException("not KEY=VALUE: argument " + (i + 1));
+            }
+            consumerOverrides.put(args[i].substring(0, eq), args[i].substring(eq + 1));
+        }
+        new RotationProbe().run(Paths.get(args[0]), args[1], args[2], Paths.get(args[3]), consumerOverrides);
     }
 
     private static Properties load(Path path) throws IOException {
@@ -88,7 +130,8 @@ public final class RotationProbe {
         }
     }
 
-    private void run(Path config, String topic, String group, Path status) throws Exception {
+    private void run(Path config, String topic, String group, Path status, Map<String, String> consumerOverrides)
+            throws Exception {
         Properties base = load(config);
 
         Properties p = new Properties();
@@ -105,6 +148,7 @@ public final class RotationProbe {
         c.put(ConsumerConfig.CLIENT_ID_CONFIG, "probe-consumer");
         c.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        c.putAll(consumerOverrides);
 
         Properties a = new Properties();
         a.putAll(base);
@@ -135,6 +179,9 @@ public final class RotationProbe {
             while (!consumed.containsAll(acked) && System.nanoTime() < deadline) {
                 writeStatus(status, producer, consumer, admin, false);
                 TimeUnit.MILLISECONDS.sleep(100);
+            }
+            if (!consumed.containsAll(acked)) {
+                consumeStack = stackOf(consume); // where the consumer is stuck, for the report
             }
             running = false;
             consume.join(30_000);
@@ -182,17 +229,99 @@ public final class RotationProbe {
     }
 
     private void consumeLoop(KafkaConsumer<String, String> consumer, String topic) {
-        consumer.subscribe(Collections.singletonList(topic));
+        consumer.subscribe(Collections.singletonList(topic), new ConsumerRebalanceListener() {
+            @Override
+            public void onPartitionsRevoked(Collection<TopicPartition> partitions) {
+                rebalance("revoked", partitions);
+            }
+
+            @Override
+            public void onPartitionsAssigned(Collection<TopicPartition> partitions) {
+                rebalance("assigned", partitions);
+            }
+
+            @Override
+            public void onPartitionsLost(Collection<TopicPartition> partitions) {
+                rebalance("lost", partitions);
+            }
+        });
         while (running) {
             try {
                 for (ConsumerRecord<String, String> record : consumer.poll(Duration.ofMillis(100))) {
                     consumed.add(Long.parseLong(record.value()));
+                    lastOffset = record.offset();
+                    lastRecordAtMs = System.currentTimeMillis();
                 }
             } catch (RuntimeException e) {
                 failedPolls.incrementAndGet();
                 error("poll", e);
+                pollErrorCounts.computeIfAbsent(e.getClass().getSimpleName(), k -> new AtomicLong()).incrementAndGet();
+                Map<String, Object> last = new LinkedHashMap<>();
+                last.put("type", e.getClass().getName());
+                last.put("via", coordinatorFrames(e));
+                last.put("at_ms", System.currentTimeMillis());
+                lastPollError = last;
+            }
+            polls.incrementAndGet();
+            noteAssignment(consumer);
+        }
+    }
+
+    /** The consumer's assignment and lag as it sees them (its own thread: not thread-safe). */
+    private void noteAssignment(KafkaConsumer<String, String> consumer) {
+        List<String> names = new ArrayList<>();
+        Map<String, Object> lags = new TreeMap<>();
+        for (TopicPartition tp : consumer.assignment()) {
+            names.add(tp.toString());
+            OptionalLong l = consumer.currentLag(tp); // no request: what the last fetch said
+            lags.put(tp.toString(), l.isPresent() ? (Object) l.getAsLong() : null);
+        }
+        Collections.sort(names);
+        assignment = names;
+        lag = lags;
+    }
+
+    private void rebalance(String what, Collection<TopicPartition> partitions) {
+        List<String> names = new ArrayList<>();
+        for (TopicPartition tp : partitions) {
+            names.add(tp.toString());
+        }
+        Collections.sort(names);
+        synchronized (rebalances) {
+            rebalances.addLast(System.currentTimeMillis() + " " + what + " " + names);
+            while (rebalances.size() > 20) {
+                rebalances.removeFirst();
             }
         }
+    }
+
+    /** The group coordinator's methods an exception came through, innermost first (at most 4). */
+    static List<String> coordinatorFrames(Throwable e) {
+        List<String> frames = new ArrayList<>();
+        for (StackTraceElement f : e.getStackTrace()) {
+            String cls = f.getClassName();
+            if (cls.endsWith("Coordinator") && cls.startsWith("org.apache.kafka.clients.consumer.internals.")) {
+                String frame = cls.substring(cls.lastIndexOf('.') + 1) + "." + f.getMethodName();
+                if (!frames.contains(frame)) {
+                    frames.add(frame);
+                }
+                if (frames.size() == 4) {
+                    break;
+                }
+            }
+        }
+        return frames;
+    }
+
+    private static List<String> stackOf(Thread thread) {
+        List<String> frames = new ArrayList<>();
+        for (StackTraceElement f : thread.getStackTrace()) {
+            frames.add(f.getClassName() + "." + f.getMethodName() + ":" + f.getLineNumber());
+            if (frames.size() == 25) {
+                break;
+            }
+        }
+        return frames;
     }
 
     private void adminLoop(Admin admin) {
@@ -214,8 +343,13 @@ public final class RotationProbe {
 
     /** The client's own authentication counters, summed over its metric groups. */
     static Map<String, Double> authMetrics(Map<MetricName, ? extends Metric> metrics) {
+        return sums(metrics, AUTH_METRICS);
+    }
+
+    /** {@code names}, each summed over the metric groups that have it (0 where none has). */
+    static Map<String, Double> sums(Map<MetricName, ? extends Metric> metrics, List<String> names) {
         Map<String, Double> out = new TreeMap<>();
-        for (String name : AUTH_METRICS) {
+        for (String name : names) {
             out.put(name, 0.0);
         }
         for (Map.Entry<MetricName, ? extends Metric> e : metrics.entrySet()) {
@@ -247,6 +381,22 @@ public final class RotationProbe {
         s.put("admin_ok", adminOk.get());
         s.put("admin_failed", adminFailed.get());
         s.put("errors", errors);
+        Map<String, Object> c = new LinkedHashMap<>();
+        c.put("polls", polls.get());
+        c.put("assignment", assignment);
+        c.put("lag", lag);
+        c.put("last_offset", lastOffset);
+        c.put("last_record_at_ms", lastRecordAtMs);
+        c.put("last_poll_error", lastPollError);
+        Map<String, Long> counts = new TreeMap<>();
+        pollErrorCounts.forEach((k, v) -> counts.put(k, v.get()));
+        c.put("poll_errors", counts);
+        synchronized (rebalances) {
+            c.put("rebalances", new ArrayList<>(rebalances));
+        }
+        c.put("group", sums(consumer.metrics(), GROUP_METRICS));
+        c.put("stack", consumeStack);
+        s.put("consumer", c);
         Map<String, Object> metrics = new LinkedHashMap<>();
         metrics.put("producer", authMetrics(producer.metrics()));
         metrics.put("consumer", authMetrics(consumer.metrics()));
