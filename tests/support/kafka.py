@@ -314,7 +314,7 @@ class Probe(JavaProgram):
         error = c["last_poll_error"]
         last_error = "none"
         if error:
-            via = " < ".join(error["via"]) or "no coordinator frame"
+            via = " < ".join(error["via"]) or "?"
             last_error = f"{error['type'].rsplit('.', 1)[-1]} via {via}, {ago(error['at_ms'])}"
         lines = [
             f"{self.name} consumer at {'the end' if s.get('final') else 'the last status'}: "

@@ -54,7 +54,7 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * The optional {@code KEY=VALUE} arguments are consumer properties set over the file's (e.g.
  * {@code partition.assignment.strategy}). So that a consumer that stops consuming explains
  * itself, the status also says what the consumer last did: its assignment after the last
- * poll, its lag, the last record (offset, when), the last poll error (type, the coordinator
+ * poll, its lag, the last record (offset, when), the last poll error (type, the consumer
  * methods it came through, when), the last rebalance callbacks, its group metrics, and in the
  * final status of a drain that timed out, the consume thread's stack.
  *
@@ -258,7 +258,7 @@ public final class RotationProbe {
                 pollErrorCounts.computeIfAbsent(e.getClass().getSimpleName(), k -> new AtomicLong()).incrementAndGet();
                 Map<String, Object> last = new LinkedHashMap<>();
                 last.put("type", e.getClass().getName());
-                last.put("via", coordinatorFrames(e));
+                last.put("via", consumerFrames(e));
                 last.put("at_ms", System.currentTimeMillis());
                 lastPollError = last;
             }
@@ -295,17 +295,20 @@ public final class RotationProbe {
         }
     }
 
-    /** The group coordinator's methods an exception came through, innermost first (at most 4). */
-    static List<String> coordinatorFrames(Throwable e) {
+    /**
+     * The consumer internals' methods an exception came through, innermost first (at most 6),
+     * e.g. {@code ConsumerNetworkClient.poll < ConsumerCoordinator.onJoinPrepare}.
+     */
+    static List<String> consumerFrames(Throwable e) {
         List<String> frames = new ArrayList<>();
         for (StackTraceElement f : e.getStackTrace()) {
             String cls = f.getClassName();
-            if (cls.endsWith("Coordinator") && cls.startsWith("org.apache.kafka.clients.consumer.internals.")) {
+            if (cls.startsWith("org.apache.kafka.clients.consumer.internals.")) {
                 String frame = cls.substring(cls.lastIndexOf('.') + 1) + "." + f.getMethodName();
                 if (!frames.contains(frame)) {
                     frames.add(frame);
                 }
-                if (frames.size() == 4) {
+                if (frames.size() == 6) {
                     break;
                 }
             }
