@@ -299,9 +299,10 @@ class Probe(JavaProgram):
 
     def consumer_report(self, status: dict[str, Any] | None = None) -> str:
         """What the consumer last did, from a status (the latest by default), for a failure
-        message: assignment and lag, fetch requests and group metrics, the last record and
-        the last poll error (how long before the status), the last rebalance callbacks and,
-        in a final status whose drain timed out, where the consume thread was."""
+        message: assignment and lag, group and fetch metrics and when the fetch requests
+        last advanced, the last record and the last poll error (how long before the
+        status), the last rebalance callbacks and, in a final status whose drain timed
+        out, where the consume thread was."""
         s = status if status is not None else self.status()
         c = s.get("consumer")
         if not c:
@@ -314,12 +315,12 @@ class Probe(JavaProgram):
         error = c["last_poll_error"]
         last_error = "none"
         if error:
-            via = " < ".join(error["via"]) or "?"
-            last_error = f"{error['type'].rsplit('.', 1)[-1]} via {via}, {ago(error['at_ms'])}"
+            last_error = f"{error['type'].rsplit('.', 1)[-1]}, {ago(error['at_ms'])}"
         lines = [
             f"{self.name} consumer at {'the end' if s.get('final') else 'the last status'}: "
             f"assignment {c['assignment']}, lag {c['lag']}, {c['polls']} polls",
-            f"  group and fetch metrics {c['group']}",
+            f"  group and fetch metrics {c['group']}; fetch requests last advanced "
+            f"{ago(c['last_fetch_at_ms'])}",
             f"  last record offset {c['last_offset']}, {ago(c['last_record_at_ms'])}",
             f"  last poll error {last_error}; poll errors {c['poll_errors']}",
             f"  rebalance callbacks (epoch ms) {c['rebalances']}",

@@ -54,8 +54,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * The optional {@code KEY=VALUE} arguments are consumer properties set over the file's (e.g.
  * {@code partition.assignment.strategy}). So that a consumer that stops consuming explains
  * itself, the status also says what the consumer last did: its assignment after the last
- * poll, its lag, the last record (offset, when), the last poll error (type, the consumer
- * methods it came through, when), the last rebalance callbacks, its group metrics, and in the
+ * poll, its lag, the last record (offset, when), when its fetch requests last advanced, the last
+ * poll error (type, when), the last rebalance callbacks, its group metrics, and in the
  * final status of a drain that timed out, the consume thread's stack.
  *
  * A line "stop" on stdin (or stdin closing) stops the producer, waits up to 60 s for the
@@ -99,6 +99,8 @@ public final class RotationProbe {
     private volatile Map<String, Object> lastPollError;
     private final Deque<String> rebalances = new ArrayDeque<>(); // guarded by itself
     private volatile List<String> consumeStack = List.of();
+    private double lastFetchTotal = -1; // the status writer's (one thread)
+    private long lastFetchAtMs = -1;
 
     private RotationProbe() {
     }
@@ -258,7 +260,6 @@ public final class RotationProbe {
                 pollErrorCounts.computeIfAbsent(e.getClass().getSimpleName(), k -> new AtomicLong()).incrementAndGet();
                 Map<String, Object> last = new LinkedHashMap<>();
                 last.put("type", e.getClass().getName());
-                last.put("via", consumerFrames(e));
                 last.put("at_ms", System.currentTimeMillis());
                 lastPollError = last;
             }
@@ -293,27 +294,6 @@ public final class RotationProbe {
                 rebalances.removeFirst();
             }
         }
-    }
-
-    /**
-     * The consumer internals' methods an exception came through, innermost first (at most 6),
-     * e.g. {@code ConsumerNetworkClient.poll < ConsumerCoordinator.onJoinPrepare}.
-     */
-    static List<String> consumerFrames(Throwable e) {
-        List<String> frames = new ArrayList<>();
-        for (StackTraceElement f : e.getStackTrace()) {
-            String cls = f.getClassName();
-            if (cls.startsWith("org.apache.kafka.clients.consumer.internals.")) {
-                String frame = cls.substring(cls.lastIndexOf('.') + 1) + "." + f.getMethodName();
-                if (!frames.contains(frame)) {
-                    frames.add(frame);
-                }
-                if (frames.size() == 6) {
-                    break;
-                }
-            }
-        }
-        return frames;
     }
 
     private static List<String> stackOf(Thread thread) {
@@ -397,7 +377,14 @@ public final class RotationProbe {
         synchronized (rebalances) {
             c.put("rebalances", new ArrayList<>(rebalances));
         }
-        c.put("group", sums(consumer.metrics(), GROUP_METRICS));
+        Map<String, Double> group = sums(consumer.metrics(), GROUP_METRICS);
+        double fetches = group.get("fetch-total");
+        if (fetches != lastFetchTotal) { // a stalled fetcher sends none, however healthy the member
+            lastFetchTotal = fetches;
+            lastFetchAtMs = System.currentTimeMillis();
+        }
+        c.put("last_fetch_at_ms", lastFetchAtMs);
+        c.put("group", group);
         c.put("stack", consumeStack);
         s.put("consumer", c);
         Map<String, Object> metrics = new LinkedHashMap<>();
