@@ -7,7 +7,9 @@ re-authentications alike) still sends the old password and fails. The test measu
 window, from the broker's change to the rewritten file, with polling (a 2 s interval) and
 with push refresh (an EventBridge event through SQS, a 10-minute poll interval), and what
 the running client saw: the failures are confined to the window, and the same JVM carries
-on with the new password (FileCredentialCallbackHandler, SCRAM-SHA-512) without a restart.
+on with the new password (FileCredentialCallbackHandler, SCRAM-SHA-512) without a restart,
+its producer and its consumer (with the cooperative assignor docs/rotation.md recommends)
+both.
 """
 
 from __future__ import annotations

@@ -299,10 +299,11 @@ class Probe(JavaProgram):
 
     def consumer_report(self, status: dict[str, Any] | None = None) -> str:
         """What the consumer last did, from a status (the latest by default), for a failure
-        message: assignment and lag, group and fetch metrics and when the fetch requests
-        last advanced, the last record and the last poll error (how long before the
-        status), the last rebalance callbacks and, in a final status whose drain timed
-        out, where the consume thread was."""
+        message: whether its thread lives, its assignment, its group and fetch metrics and
+        when its fetch requests last advanced, when its last poll returned, the last
+        record and the last poll error (how long before the status), the last rebalance
+        callbacks and, when a poll has not returned for 5 s or a drain timed out, where
+        the consume thread was."""
         s = status if status is not None else self.status()
         c = s.get("consumer")
         if not c:
@@ -318,7 +319,8 @@ class Probe(JavaProgram):
             last_error = f"{error['type'].rsplit('.', 1)[-1]}, {ago(error['at_ms'])}"
         lines = [
             f"{self.name} consumer at {'the end' if s.get('final') else 'the last status'}: "
-            f"assignment {c['assignment']}, lag {c['lag']}, {c['polls']} polls",
+            f"thread {'alive' if c['thread_alive'] else 'DEAD'}, assignment {c['assignment']}, "
+            f"{c['polls']} polls, the last returned {ago(c['last_poll_at_ms'])}",
             f"  group and fetch metrics {c['group']}; fetch requests last advanced "
             f"{ago(c['last_fetch_at_ms'])}",
             f"  last record offset {c['last_offset']}, {ago(c['last_record_at_ms'])}",

@@ -17,7 +17,6 @@ import java.util.Deque;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.OptionalLong;
 import java.util.Properties;
 import java.util.Set;
 import java.util.TreeMap;
@@ -53,10 +52,11 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *
  * The optional {@code KEY=VALUE} arguments are consumer properties set over the file's (e.g.
  * {@code partition.assignment.strategy}). So that a consumer that stops consuming explains
- * itself, the status also says what the consumer last did: its assignment after the last
- * poll, its lag, the last record (offset, when), when its fetch requests last advanced, the last
- * poll error (type, when), the last rebalance callbacks, its group metrics, and in the
- * final status of a drain that timed out, the consume thread's stack.
+ * itself, the status also says what the consumer last did: whether its thread is alive, its
+ * assignment after the last poll, when a poll last returned, the last record (offset, when),
+ * when its fetch requests last advanced, the last poll error (type, when), the last
+ * rebalance callbacks, its group metrics, and the consume thread's stack when a poll has not
+ * returned for 5 s or the drain timed out.
  *
  * A line "stop" on stdin (or stdin closing) stops the producer, waits up to 60 s for the
  * consumer to see every acknowledged message, writes the final status ("final": true) and
@@ -93,12 +93,13 @@ public final class RotationProbe {
     private final AtomicLong polls = new AtomicLong();
     private final Map<String, AtomicLong> pollErrorCounts = new ConcurrentHashMap<>();
     private volatile List<String> assignment = List.of();
-    private volatile Map<String, Object> lag = Map.of();
     private volatile long lastOffset = -1;
     private volatile long lastRecordAtMs = -1;
+    private volatile long lastPollAtMs = -1;
     private volatile Map<String, Object> lastPollError;
     private final Deque<String> rebalances = new ArrayDeque<>(); // guarded by itself
     private volatile List<String> consumeStack = List.of();
+    private volatile Thread consumeThread;
     private double lastFetchTotal = -1; // the status writer's (one thread)
     private long lastFetchAtMs = -1;
 
@@ -162,6 +163,7 @@ public final class RotationProbe {
                 KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c, new StringDeserializer(), new StringDeserializer());
                 Admin admin = Admin.create(a)) {
             Thread consume = new Thread(() -> consumeLoop(consumer, topic), "probe-consume");
+            consumeThread = consume;
             Thread administer = new Thread(() -> adminLoop(admin), "probe-admin");
             Thread produce = new Thread(() -> produceLoop(producer, topic), "probe-produce");
             Thread stdin = new Thread(RotationProbe.this::awaitStop, "probe-stdin");
@@ -254,6 +256,7 @@ public final class RotationProbe {
                     lastOffset = record.offset();
                     lastRecordAtMs = System.currentTimeMillis();
                 }
+                assignment = names(consumer.assignment()); // its own thread: not thread-safe
             } catch (RuntimeException e) {
                 failedPolls.incrementAndGet();
                 error("poll", e);
@@ -264,32 +267,22 @@ public final class RotationProbe {
                 lastPollError = last;
             }
             polls.incrementAndGet();
-            noteAssignment(consumer);
+            lastPollAtMs = System.currentTimeMillis();
         }
     }
 
-    /** The consumer's assignment and lag as it sees them (its own thread: not thread-safe). */
-    private void noteAssignment(KafkaConsumer<String, String> consumer) {
-        List<String> names = new ArrayList<>();
-        Map<String, Object> lags = new TreeMap<>();
-        for (TopicPartition tp : consumer.assignment()) {
-            names.add(tp.toString());
-            OptionalLong l = consumer.currentLag(tp); // no request: what the last fetch said
-            lags.put(tp.toString(), l.isPresent() ? (Object) l.getAsLong() : null);
-        }
-        Collections.sort(names);
-        assignment = names;
-        lag = lags;
-    }
-
-    private void rebalance(String what, Collection<TopicPartition> partitions) {
+    private static List<String> names(Collection<TopicPartition> partitions) {
         List<String> names = new ArrayList<>();
         for (TopicPartition tp : partitions) {
             names.add(tp.toString());
         }
         Collections.sort(names);
+        return names;
+    }
+
+    private void rebalance(String what, Collection<TopicPartition> partitions) {
         synchronized (rebalances) {
-            rebalances.addLast(System.currentTimeMillis() + " " + what + " " + names);
+            rebalances.addLast(System.currentTimeMillis() + " " + what + " " + names(partitions));
             while (rebalances.size() > 20) {
                 rebalances.removeFirst();
             }
@@ -366,8 +359,9 @@ public final class RotationProbe {
         s.put("errors", errors);
         Map<String, Object> c = new LinkedHashMap<>();
         c.put("polls", polls.get());
+        c.put("last_poll_at_ms", lastPollAtMs);
+        c.put("thread_alive", consumeThread != null && consumeThread.isAlive());
         c.put("assignment", assignment);
-        c.put("lag", lag);
         c.put("last_offset", lastOffset);
         c.put("last_record_at_ms", lastRecordAtMs);
         c.put("last_poll_error", lastPollError);
@@ -385,7 +379,13 @@ public final class RotationProbe {
         }
         c.put("last_fetch_at_ms", lastFetchAtMs);
         c.put("group", group);
-        c.put("stack", consumeStack);
+        List<String> stack = consumeStack;
+        Thread t = consumeThread;
+        if (stack.isEmpty() && t != null && t.isAlive() && lastPollAtMs > 0
+                && System.currentTimeMillis() - lastPollAtMs > 5000) {
+            stack = stackOf(t); // a poll that does not return: where it waits
+        }
+        c.put("stack", stack);
         s.put("consumer", c);
         Map<String, Object> metrics = new LinkedHashMap<>();
         metrics.put("producer", authMetrics(producer.metrics()));
