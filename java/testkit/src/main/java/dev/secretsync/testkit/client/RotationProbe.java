@@ -100,6 +100,7 @@ public final class RotationProbe {
     private final Deque<String> rebalances = new ArrayDeque<>(); // guarded by itself
     private volatile List<String> consumeStack = List.of();
     private volatile Thread consumeThread;
+    private volatile Boolean aliveAtDrainEnd;
     private double lastFetchTotal = -1; // the status writer's (one thread)
     private long lastFetchAtMs = -1;
 
@@ -187,6 +188,7 @@ public final class RotationProbe {
             if (!consumed.containsAll(acked)) {
                 consumeStack = stackOf(consume); // where the consumer is stuck, for the report
             }
+            aliveAtDrainEnd = consume.isAlive(); // the final status: before it is told to end
             running = false;
             consume.join(30_000);
             administer.join(30_000);
@@ -360,7 +362,8 @@ public final class RotationProbe {
         Map<String, Object> c = new LinkedHashMap<>();
         c.put("polls", polls.get());
         c.put("last_poll_at_ms", lastPollAtMs);
-        c.put("thread_alive", consumeThread != null && consumeThread.isAlive());
+        Boolean drained = aliveAtDrainEnd;
+        c.put("thread_alive", drained != null ? drained : consumeThread != null && consumeThread.isAlive());
         c.put("assignment", assignment);
         c.put("last_offset", lastOffset);
         c.put("last_record_at_ms", lastRecordAtMs);
