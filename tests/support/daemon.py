@@ -4,13 +4,17 @@ other command (:func:`run_cli`)."""
 from __future__ import annotations
 
 import json
+import locale
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from tests.support import zygote
 
 
 class Daemon:
@@ -29,23 +33,18 @@ class Daemon:
     ) -> None:
         self.log_path = log
         self._log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                *wrap,
-                sys.executable,
-                "-m",
-                "secretsync",
-                "run",
-                "-c",
-                str(config),
-                "--log-level",
-                "debug",
-                *args,
-            ],
+        argv = ["run", "-c", str(config), "--log-level", "debug", *args]
+        child_env = {**os.environ, **(env or {})}
+        forked = None
+        if not wrap:
+            fd = self._log.fileno()
+            forked = zygote.spawn(argv, env=child_env, stdout=fd, stderr=fd, new_session=True)
+        self.proc: subprocess.Popen[bytes] | zygote.ZygoteChild = forked or subprocess.Popen(
+            [*wrap, sys.executable, "-m", "secretsync", *argv],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, **(env or {})},
+            env=child_env,
         )
 
     def events(self) -> list[dict[str, Any]]:
@@ -77,16 +76,38 @@ class Daemon:
         self._log.close()
 
 
+def _text(captured: IO[bytes]) -> str:
+    """What ``subprocess.run(text=True)`` makes of captured bytes: decoded with the
+    locale's encoding, universal newlines."""
+    captured.seek(0)
+    data = captured.read().decode(locale.getpreferredencoding(False))
+    return data.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def run_cli(
     *args: str, timeout_s: float = 60, env: dict[str, str | None] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m secretsync ARGS``; ``env`` adds variables to ours (None removes one)."""
+    """``python -m secretsync ARGS``; ``env`` adds variables to ours (None removes one).
+
+    Forked from the zygote where it can stand in (tests/support/zygote.py), else exec'd;
+    stdout and stderr are captured either way, stdin is ours.
+    """
     child_env = dict(os.environ)
     for name, value in (env or {}).items():
         if value is None:
             child_env.pop(name, None)
         else:
             child_env[name] = value
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        child = zygote.spawn(args, env=child_env, stdout=out.fileno(), stderr=err.fileno())
+        if child is not None:
+            try:
+                code = child.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                raise
+            return subprocess.CompletedProcess(child.args, code, _text(out), _text(err))
     return subprocess.run(
         [sys.executable, "-m", "secretsync", *args],
         capture_output=True,
