@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import locale
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -85,9 +86,13 @@ def _text(captured: IO[bytes]) -> str:
 
 
 def run_cli(
-    *args: str, timeout_s: float = 60, env: dict[str, str | None] | None = None
+    *args: str,
+    timeout_s: float = 60,
+    env: dict[str, str | None] | None = None,
+    nofile: tuple[int, int] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m secretsync ARGS``; ``env`` adds variables to ours (None removes one).
+    """``python -m secretsync ARGS``; ``env`` adds variables to ours (None removes one);
+    ``nofile`` is the child's (soft, hard) RLIMIT_NOFILE.
 
     Forked from the zygote where it can stand in (tests/support/zygote.py), else exec'd;
     stdout and stderr are captured either way, stdin is ours.
@@ -99,7 +104,13 @@ def run_cli(
         else:
             child_env[name] = value
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        child = zygote.spawn(args, env=child_env, stdout=out.fileno(), stderr=err.fileno())
+        child = zygote.spawn(
+            args,
+            env=child_env,
+            stdout=out.fileno(),
+            stderr=err.fileno(),
+            rlimits={"RLIMIT_NOFILE": nofile} if nofile else None,
+        )
         if child is not None:
             try:
                 code = child.wait(timeout=timeout_s)
@@ -108,10 +119,16 @@ def run_cli(
                 child.wait()
                 raise
             return subprocess.CompletedProcess(child.args, code, _text(out), _text(err))
+
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
     return subprocess.run(
         [sys.executable, "-m", "secretsync", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
         env=child_env,
+        preexec_fn=limit if nofile else None,  # setrlimit only, before exec
     )

@@ -36,6 +36,7 @@ import importlib
 import json
 import os
 import pkgutil
+import resource
 import selectors
 import signal
 import socket
@@ -147,6 +148,8 @@ def _become_child(request: dict[str, Any], fds: list[int], server: list[Any]) ->
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+    for name, (soft, hard) in request["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -276,6 +279,7 @@ class Zygote:
         stdout: int,
         stderr: int,
         new_session: bool,
+        rlimits: Mapping[str, tuple[int, int]],
         cwd: str | None = None,
     ) -> ZygoteChild:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -286,6 +290,7 @@ class Zygote:
                 "env": dict(env),
                 "cwd": cwd or os.getcwd(),
                 "new_session": new_session,
+                "rlimits": dict(rlimits),
             }
         ).encode()
         socket.send_fds(conn, [_HEADER.pack(len(body))], [stdin, stdout, stderr])
@@ -399,12 +404,14 @@ def spawn(
     stdout: int,
     stderr: int,
     new_session: bool = False,
+    rlimits: Mapping[str, tuple[int, int]] | None = None,
 ) -> ZygoteChild | None:
     """``python -m secretsync ARGS`` forked from this test process's zygote, or None when
     the zygote cannot stand in for an exec (see the module doc): the caller execs then.
 
     ``stdout``/``stderr`` are descriptors the child gets as 1 and 2; ``stdin`` defaults
-    to ours, as :class:`subprocess.Popen`'s does.
+    to ours, as :class:`subprocess.Popen`'s does. ``rlimits`` (``{"RLIMIT_NOFILE":
+    (soft, hard)}``) are set in the child before it runs, as a ``preexec_fn`` would.
     """
     zygote = _shared()
     if zygote is None or zygote.refuses(env):
@@ -419,6 +426,7 @@ def spawn(
         stdout=stdout,
         stderr=stderr,
         new_session=new_session,
+        rlimits=rlimits or {},
     )
 
 
