@@ -37,6 +37,7 @@ import json
 import os
 import pkgutil
 import resource
+import select
 import selectors
 import signal
 import socket
@@ -256,7 +257,8 @@ class Zygote:
             cwd=Path(__file__).resolve().parents[2],
         )
         assert self.proc.stdout is not None
-        ready = self.proc.stdout.readline()
+        readable, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT_S)
+        ready = self.proc.stdout.readline() if readable else b"(nothing in time)"
         if ready != b"ready\n":
             self.proc.kill()
             self.proc.wait()
