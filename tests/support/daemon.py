@@ -22,6 +22,8 @@ class Daemon:
     """``secretsync run`` as a real child process; stderr (JSON logs) goes to a file.
 
     ``wrap`` goes before the command (``unshare …``); ``env`` is added to the environment.
+    It is forked from the zygote (tests/support/zygote.py) unless ``wrap`` is given or
+    ``forked`` is False: a test timed against a real start-up execs.
     """
 
     def __init__(
@@ -31,16 +33,17 @@ class Daemon:
         *args: str,
         wrap: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        forked: bool = True,
     ) -> None:
         self.log_path = log
         self._log = log.open("wb")
         argv = ["run", "-c", str(config), "--log-level", "debug", *args]
         child_env = {**os.environ, **(env or {})}
-        forked = None
-        if not wrap:
+        child = None
+        if forked and not wrap:
             fd = self._log.fileno()
-            forked = zygote.spawn(argv, env=child_env, stdout=fd, stderr=fd, new_session=True)
-        self.proc: subprocess.Popen[bytes] | zygote.ZygoteChild = forked or subprocess.Popen(
+            child = zygote.spawn(argv, env=child_env, stdout=fd, stderr=fd, new_session=True)
+        self.proc: subprocess.Popen[bytes] | zygote.ZygoteChild = child or subprocess.Popen(
             [*wrap, sys.executable, "-m", "secretsync", *argv],
             stdout=self._log,
             stderr=subprocess.STDOUT,
