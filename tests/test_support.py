@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -9,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import guard
+from tests.support import guard, zygote
 from tests.support.require import in_ci, require
+from tests.support.wait import wait_until
 
 MISSING = "secretsync-no-such-tool-4f1c"
 
@@ -72,3 +76,105 @@ def test_an_unmarked_test_may_not_start_a_subprocess_or_bind_a_port(tmp_path: Pa
     finally:
         found = guard.done()
     assert len(found) == 3 and all("is not marked slow" in v for v in found)
+
+
+def _proc_state(pid: int) -> dict[str, object]:
+    """What a process was started with: signal masks, session, cwd, environment and its
+    descriptors (socket/pipe inode numbers left out: they differ between any two)."""
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    fds = {}
+    for fd in sorted(os.listdir(f"/proc/{pid}/fd"), key=int):
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        fds[int(fd)] = re.sub(r":\[\d+\]$", "", target)
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return {
+        **{mask: status[mask] for mask in ("SigBlk", "SigIgn", "SigCgt")},
+        "session leader": os.getsid(pid) == pid,
+        "cwd": os.readlink(f"/proc/{pid}/cwd"),
+        "environ": sorted(filter(None, environ)),
+        "fds": fds,
+    }
+
+
+@pytest.mark.slow
+def test_a_child_of_the_zygote_starts_as_an_exec_would(tmp_path: Path) -> None:
+    # both daemons block opening a FIFO config: the same instant of start-up, with
+    # their signal handlers in place and nothing read yet
+    fifo = tmp_path / "sync.yaml"
+    os.mkfifo(fifo)
+    log = tmp_path / "log"
+    # the zygote's own: /proc/PID/environ shows the environment a process was exec'd
+    # with, for a forked child the zygote's (the child's os.environ is the request's)
+    env = zygote.environment()
+    with log.open("wb") as out:
+        forked = zygote.spawn(
+            ["run", "-c", str(fifo)],
+            env=env,
+            stdout=out.fileno(),
+            stderr=out.fileno(),
+            new_session=True,
+        )
+        assert forked is not None
+        execd = subprocess.Popen(
+            [sys.executable, "-m", "secretsync", "run", "-c", str(fifo)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    try:
+
+        def blocked(pid: int) -> bool:
+            wchan = Path(f"/proc/{pid}/wchan").read_text()
+            return wchan == "wait_for_partner"  # open() of a FIFO waiting for a writer
+
+        wait_until(lambda: blocked(forked.pid) and blocked(execd.pid), 30, "both at the FIFO")
+        assert _proc_state(forked.pid) == _proc_state(execd.pid)
+        # an empty config: both refuse it the same way
+        os.close(os.open(fifo, os.O_WRONLY))
+        assert forked.wait(timeout=30) == execd.wait(timeout=30) == 2
+    finally:
+        for proc in (forked, execd):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.mark.slow
+def test_a_child_of_the_zygote_reports_its_exit_like_popen(tmp_path: Path) -> None:
+    fifo = tmp_path / "sync.yaml"
+    os.mkfifo(fifo)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    child = zygote.spawn(
+        ["run", "-c", str(fifo)],
+        env=dict(os.environ),
+        stdout=devnull,
+        stderr=2,
+    )
+    os.close(devnull)
+    assert child is not None
+    assert child.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=0.05)
+    child.kill()
+    assert child.wait(timeout=10) == -signal.SIGKILL
+    assert child.poll() == -signal.SIGKILL
+    child.kill()  # after the exit was read: nothing is sent, as with Popen
+    # a start-up variable the zygote cannot honour makes the caller exec instead
+    assert (
+        zygote.spawn(
+            ["--version"], env={**os.environ, "PYTHONWARNINGS": "error"}, stdout=1, stderr=2
+        )
+        is None
+    )
+
+
+def test_a_fork_from_the_zygote_counts_as_a_subprocess_for_an_unmarked_test() -> None:
+    guard.watch("the-test")
+    try:
+        with pytest.raises(pytest.fail.Exception, match="the-test starts a subprocess"):
+            guard.started("starts a subprocess ('secretsync run' via the zygote)")
+    finally:
+        assert len(guard.done()) == 1

@@ -151,7 +151,13 @@ public final class KafkaApp {
                 }
             }
             sender.join();
-            consumer.commitSync();
+            try {
+                consumer.commitSync();
+            } catch (WakeupException e) {
+                // the hook's wakeup() came while this thread was outside poll() (in the
+                // admin call): it fires on the next blocking call, once; commit again
+                consumer.commitSync();
+            }
         }
         System.out.println("stopped");
     }

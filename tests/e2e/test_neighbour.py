@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,7 @@ import pytest
 
 from tests.support.apps import NOTIFY_CMD
 from tests.support.configs import example_config, write_yaml
-from tests.support.daemon import Daemon
+from tests.support.daemon import Daemon, run_cli
 from tests.support.motoserver import Moto
 from tests.support.namespaces import require_unshare
 from tests.support.seeds import CANARY_PASSWORD, CANARY_SR_SECRET
@@ -67,18 +66,8 @@ def once(
     cfg: Path, *args: str, nofile: tuple[int, int] | None = None, timeout_s: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``secretsync once`` as a child, optionally under a real RLIMIT_NOFILE."""
-
-    def limit() -> None:
-        if nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
-
-    return subprocess.run(
-        [PY, "-m", "secretsync", "once", "-c", str(cfg), "--log-format", "json", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        preexec_fn=limit,  # setrlimit only, before exec
-        check=False,
+    return run_cli(
+        "once", "-c", str(cfg), "--log-format", "json", *args, timeout_s=timeout_s, nofile=nofile
     )
 
 
@@ -370,18 +359,8 @@ def test_more_outputs_than_the_open_files_limit_allows_is_a_clear_refusal(
     moto: Moto, tmp_path: Path, command: str
 ) -> None:
     cfg, out = many_outputs(moto, tmp_path, 1100)
-    argv = [PY, "-m", "secretsync", command, "-c", str(cfg), "--log-format", "json"]
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-
-    result = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=limit,  # setrlimit only, before exec
-        check=False,
+    result = run_cli(
+        command, "-c", str(cfg), "--log-format", "json", timeout_s=120, nofile=(1024, 1024)
     )
     assert result.returncode == 2, result.stderr[-2000:]
     message = startup_error(result.stderr)

@@ -240,15 +240,15 @@ def test_a_trickling_primary_fails_over_and_every_poll_still_finishes(
     moto: Moto, proxy: FaultProxy, replica_proxy: FaultProxy, tmp_path: Path, start_daemon: Any
 ) -> None:
     seed_replicated(moto)
-    # the primary sends headers at once, then a byte a second: no read ever times out
-    proxy.fault, proxy.trickle_every_s = "trickle", 1.0
+    # the primary sends headers at once, then a byte every 0.4 s: no read ever times out
+    proxy.fault, proxy.trickle_every_s = "trickle", 0.4
     port = free_port()
     cfg = config(
         tmp_path,
         proxy,
         replica_proxy,
-        aws={"call_timeout": "2s"},
-        poll={"interval": "1s", "jitter": 0},
+        aws={"call_timeout": "1s"},  # the least allowed
+        poll={"interval": "500ms", "jitter": 0},
         metrics={"listen": f"127.0.0.1:{port}"},
     )
     daemon: Daemon = start_daemon(cfg)

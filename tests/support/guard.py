@@ -55,6 +55,12 @@ def _guarded_listen(self: socket.socket, *backlog: int) -> None:
     _listen(self, *backlog)
 
 
+def started(what: str) -> None:
+    """Record that the running test starts a subprocess some other way (the zygote's
+    fork): a violation in an unmarked test, as a :class:`subprocess.Popen` would be."""
+    _violation(what)
+
+
 def install() -> None:
     """Wrap the entry points (idempotent). They stay passive until :func:`watch`."""
     subprocess.Popen.__init__ = _guarded_popen_init  # type: ignore[method-assign]

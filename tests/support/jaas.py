@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.java import QUICK_JVM_FLAGS
 from tests.support.require import require
 
 JAVA_SOURCE = r"""
@@ -211,7 +212,15 @@ class JaasReader:
         if not paths:
             return []
         out = subprocess.run(
-            ["java", "-cp", str(self.classdir), "ReadJaas", str(self.scratch), *map(str, paths)],
+            [
+                "java",
+                *QUICK_JVM_FLAGS,
+                "-cp",
+                str(self.classdir),
+                "ReadJaas",
+                str(self.scratch),
+                *map(str, paths),
+            ],
             check=True,
             capture_output=True,
             text=True,

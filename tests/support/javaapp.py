@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.support.java import QUICK_JVM_FLAGS
 from tests.support.require import require
 from tests.support.wait import wait_until
 
@@ -52,6 +53,7 @@ class JavaApp:
                     _RESET_SIGNALS,
                     disposition,
                     "java",
+                    *QUICK_JVM_FLAGS,
                     str(source),
                     *args,
                 ],

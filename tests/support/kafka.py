@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.java import QUICK_JVM_FLAGS
 from tests.support.motoserver import free_port
 from tests.support.paths import REPO
 from tests.support.require import require
@@ -77,8 +78,7 @@ _LAUNCH = (
 # within 3 s, so a rotation is proven in seconds
 REAUTH_MS = 3000
 
-# a quick JVM start for short-lived test processes: no JIT tiers past C1, one GC thread
-JVM_FLAGS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k"]
+JVM_FLAGS = [*QUICK_JVM_FLAGS, "-Xss512k"]
 
 
 def require_maven() -> None:
@@ -479,8 +479,7 @@ class Broker:
                 "java",
                 "-Xms256m",
                 "-Xmx768m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
+                *QUICK_JVM_FLAGS,
                 f"-Dsecretsync.testkit.keys={self.keys_path}",
                 f"-Dsecretsync.testkit.auth.log={self.auth_log_path}",
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
