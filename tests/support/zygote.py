@@ -255,6 +255,9 @@ class Zygote:
             stdout=subprocess.PIPE,
             start_new_session=True,
             cwd=Path(__file__).resolve().parents[2],
+            # os.environ, not the C environment: a library's putenv (pytest's terminal
+            # size, COLUMNS/LINES) is not in os.environ, and :meth:`refuses` compares to it
+            env=self.env,
         )
         assert self.proc.stdout is not None
         readable, _, _ = select.select([self.proc.stdout], [], [], START_TIMEOUT_S)
