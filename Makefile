@@ -50,9 +50,9 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # loadgroup: the tests sharing the Kafka broker stay in one worker (one broker at a time);
-# each worker has its own moto server. `PYTEST_WORKERS=3` is ≈ 50 s faster on two CPUs
-# (the tests mostly wait), but a Kafka end-to-end test failed once under it in CI
-PYTEST_WORKERS ?= 2
+# each worker has its own moto server and daemon zygote. Four workers on two CPUs: the
+# tests mostly wait (on this 2-CPU machine ≈ 170 s with 4, ≈ 185 s with 3, ≈ 240 s with 2)
+PYTEST_WORKERS ?= 4
 pytest: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
