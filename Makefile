@@ -61,14 +61,16 @@ test-fast: $(STAMP)
 
 # The Java library (java/): build and unit tests against the newest 3.x client, then against
 # the newest 4.x (the jars the end-to-end tests load come from this last build; the stamp
-# tells tests/support/kafka.py they are current). Maven fetches
-# what it needs from Maven Central into ~/.m2 once.
+# tells tests/support/kafka.py they are current), then the class paths of the end-to-end
+# tests' broker and clients resolved into java/target/e2e/. Maven fetches what it needs
+# from Maven Central into ~/.m2 once.
 MVN ?= mvn
 MVN_FLAGS ?= -B -q
-java-test:
+java-test: $(STAMP)
 	$(MVN) $(MVN_FLAGS) -f java/pom.xml -pl sr-api,secretsync-kafka -am test -Dkafka.version=3.9.2
 	$(MVN) $(MVN_FLAGS) -f java/pom.xml verify
 	mkdir -p java/target/e2e && touch java/target/e2e/built.stamp  # tests/support/kafka.py: jars are current
+	$(BIN)/python -m tests.support.kafka
 
 test: lint typecheck java-test pytest
 

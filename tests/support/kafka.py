@@ -591,3 +591,16 @@ class SrProbe(JavaProgram):
         final = self.status()
         assert final.get("final") is True, final
         return final
+
+
+def resolve_class_paths() -> None:
+    """Resolve (and cache) every class path the end-to-end tests use: the broker's and
+    each client line's. ``make java-test`` runs it, so that this build step is done
+    with the jars' build, not in the middle of a test run."""
+    maven_classpath(E2E_POMS / "broker" / "pom.xml")
+    for version in (KAFKA_4, KAFKA_3):
+        client_classpath(version)
+
+
+if __name__ == "__main__":
+    resolve_class_paths()
