@@ -50,9 +50,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # loadgroup: the tests sharing the Kafka broker stay in one worker (one broker at a time);
-# each worker has its own moto server and daemon zygote. Four workers on two CPUs: the
-# tests mostly wait (on this 2-CPU machine ≈ 170 s with 4, ≈ 185 s with 3, ≈ 240 s with 2)
-PYTEST_WORKERS ?= 4
+# each worker has its own moto server and daemon zygote. Five workers on two CPUs: the tests
+# mostly wait (on this 2-CPU machine ≈ 152 s with 5, ≈ 165 s with 4, ≈ 186 s with 3, ≈ 240 s
+# with 2; ≈ 190 s with 4 or 5 under a CPU hog)
+PYTEST_WORKERS ?= 5
 pytest: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
