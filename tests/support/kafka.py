@@ -154,6 +154,11 @@ def maven_classpath(pom: Path, **properties: str) -> list[Path]:
     return [Path(p) for p in cached.read_text().strip().split(os.pathsep)]
 
 
+def broker_classpath() -> list[Path]:
+    """What the broker JVM needs: Kafka's server jars and an slf4j binding."""
+    return maven_classpath(E2E_POMS / "broker" / "pom.xml")
+
+
 def client_classpath(kafka_version: str) -> list[Path]:
     """What an application JVM has: kafka-clients ``kafka_version`` and its dependencies,
     an slf4j binding (its log on stderr), the library, the testkit and the interface copy
@@ -554,7 +559,7 @@ def running_broker(workdir: Path, reauth_ms: int = REAUTH_MS) -> Iterator[Broker
     """Build what is needed, start a broker in ``workdir``, stop it however the block ends."""
     require_maven()
     classpath = [
-        *maven_classpath(E2E_POMS / "broker" / "pom.xml"),
+        *broker_classpath(),
         *java_jars(),
     ]
     broker = Broker(workdir, reauth_ms)
@@ -597,7 +602,7 @@ def resolve_class_paths() -> None:
     """Resolve (and cache) every class path the end-to-end tests use: the broker's and
     each client line's. ``make java-test`` runs it, so that this build step is done
     with the jars' build, not in the middle of a test run."""
-    maven_classpath(E2E_POMS / "broker" / "pom.xml")
+    broker_classpath()
     for version in (KAFKA_4, KAFKA_3):
         client_classpath(version)
 

@@ -2,7 +2,7 @@
 without paying the interpreter's start-up and imports each time.
 
 A daemon a test starts spends most of its CPU importing (asyncio, aiohttp with its
-default TLS contexts, botocore, pydantic-free config, prometheus_client …) before it
+default TLS contexts, botocore, the config models, prometheus_client …) before it
 does anything a test looks at; the suite starts about 200 of them. The zygote is one
 interpreter per test process (``python -m tests.support.zygote SOCKET``) that has
 imported all of that once; :func:`spawn` asks it to fork a child, which then becomes
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -113,12 +112,6 @@ def _preload() -> None:
     for name in _PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
-
-
-def _die_with_parent(parent: int) -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:
-        os._exit(1)
 
 
 def _read_request(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -229,8 +222,10 @@ def serve(path: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    from secretsync.demo.app import die_with_parent  # noqa: PLC0415 (stdlib only)
+
     path, parent = sys.argv[1], int(sys.argv[2])
-    _die_with_parent(parent)
+    die_with_parent(parent, signal.SIGKILL)  # the test process's end is the zygote's
     _preload()
     assert threading.active_count() == 1, "a preloaded module started a thread"
     serve(path)  # returns in a child only
@@ -421,7 +416,7 @@ def spawn(
     zygote = _shared()
     if zygote is None or zygote.refuses(env):
         return None
-    from tests.support import guard  # noqa: PLC0415
+    from tests.support import guard  # noqa: PLC0415 (pytest: not for the zygote's own start)
 
     guard.started(f"starts a subprocess ('secretsync {' '.join(args[:1])}' via the zygote)")
     return zygote.spawn(
