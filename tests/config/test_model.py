@@ -12,7 +12,8 @@ from secretsync.config.model import ConfigError, load_config, parse_config, pars
 from tests.support.daemon import run_cli
 from tests.support.paths import REPO
 
-MINIMAL: dict[str, Any] = {"outputs": [{"path": "/tmp/x/a.properties", "secrets": [{"id": "s"}]}]}
+# a path no checkout lives under: tests/test_repo.py flags a tracked file naming the checkout
+MINIMAL: dict[str, Any] = {"outputs": [{"path": "/srv/out/a.properties", "secrets": [{"id": "s"}]}]}
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_keys_list_and_mapping() -> None:
     data = {
         "outputs": [
             {
-                "path": "/tmp/x/a",
+                "path": "/srv/out/a",
                 "secrets": [
                     {"id": "one", "keys": ["k1", "k2"]},
                     {"id": "two", "keys": {"user": "basic.auth.user.info"}},
@@ -737,7 +738,7 @@ DUPLICATES = [
     (
         "two outputs one path",
         {"outputs": [OUT, {**OUT, "secrets": [{"id": "t"}]}]},
-        ["outputs[1].path", "outputs[0].path", "/tmp/x/a.properties"],
+        ["outputs[1].path", "outputs[0].path", "/srv/out/a.properties"],
     ),
     (
         "a key from two secrets",
