@@ -7,6 +7,7 @@ import io
 import json
 import os
 import socket
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -287,3 +288,43 @@ async def test_a_directory_with_content_at_the_outputs_name_is_a_clear_error(
     assert "a directory is in the way" in str(info.value) and str(out.path) in str(info.value)
     assert (out.path / "theirs").read_text() == "kept"
     assert sorted(p.name for p in tmp_path.iterdir() if "secretsync.tmp" in p.name) == []
+
+
+class ThreadNotingJournal(Journal):
+    """A journal that notes the thread each record() runs on (a write's last step before
+    its rename)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        self.threads.append(threading.get_ident())
+        super().record(*args, **kwargs)
+
+
+@pytest.mark.parametrize("in_thread", [True, False])
+async def test_a_write_runs_in_a_worker_thread_or_on_the_loop_as_asked(
+    tmp_path: Path, writers: Any, in_thread: bool
+) -> None:
+    data = config_data(tmp_path)
+    data["notify"] = {"app": {"command": ["true"]}}
+    data["outputs"][0]["notify"] = ["app"]
+    from secretsync.config.model import parse_config  # noqa: PLC0415
+
+    out = parse_config(data).outputs[0]
+    journal = ThreadNotingJournal()
+    writer = writers(journal=journal, in_thread=in_thread)
+    writer.manage([out.path])
+    state = OutputState(out)
+
+    written = await writer.write(state, b"k=v1\n", {"s": "v1"})
+    os.chmod(out.path, 0o644)  # drift: a repair takes the same road
+    assert await writer.repair(state)
+
+    assert written is not None
+    assert out.path.read_bytes() == b"k=v1\n"
+    assert stat.S_IMODE(out.path.stat().st_mode) == out.mode
+    loop_thread = threading.get_ident()
+    assert len(journal.threads) == 1
+    assert (journal.threads[0] != loop_thread) is in_thread

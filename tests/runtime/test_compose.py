@@ -24,7 +24,9 @@ async def test_start_raises_the_soft_fd_limit_to_the_hard_limit_once(
     if hard == resource.RLIM_INFINITY or hard < 300:
         pytest.skip(f"hard RLIMIT_NOFILE is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
-    core = Core(parse_config(config_data(tmp_path)), Metrics(), with_notifier=True)
+    core = Core(
+        parse_config(config_data(tmp_path)), Metrics(), with_notifier=True, writes_in_thread=True
+    )
     try:
         async with contextlib.AsyncExitStack() as stack:
             await core.start(stack, seeded_source())
@@ -39,7 +41,7 @@ async def test_start_raises_the_soft_fd_limit_to_the_hard_limit_once(
 
 async def test_the_collaborators_are_wired_at_construction(tmp_path: Path) -> None:
     config = parse_config(config_data(tmp_path))
-    core = Core(config, Metrics(), with_notifier=True)
+    core = Core(config, Metrics(), with_notifier=True, writes_in_thread=True)
     assert core.notifier is not None and core.journal is core.writer.journal
     with pytest.raises(RuntimeError):
         _ = core.syncer  # no syncer before the source is open
@@ -58,14 +60,16 @@ async def test_the_collaborators_are_wired_at_construction(tmp_path: Path) -> No
 
 
 async def test_once_without_targets_builds_no_notifier(tmp_path: Path) -> None:
-    core = Core(parse_config(config_data(tmp_path)), Metrics(), with_notifier=False)
+    core = Core(
+        parse_config(config_data(tmp_path)), Metrics(), with_notifier=False, writes_in_thread=True
+    )
     assert core.notifier is None and core.journal is None
 
 
 async def test_a_held_output_refuses_the_start(tmp_path: Path) -> None:
     config = parse_config(config_data(tmp_path))
-    first = Core(config, Metrics(), with_notifier=False)
-    second = Core(config, Metrics(), with_notifier=False)
+    first = Core(config, Metrics(), with_notifier=False, writes_in_thread=True)
+    second = Core(config, Metrics(), with_notifier=False, writes_in_thread=True)
     try:
         async with contextlib.AsyncExitStack() as stack:
             await first.start(stack, seeded_source())

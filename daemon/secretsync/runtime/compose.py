@@ -48,9 +48,14 @@ class Core:
 
     ``with_notifier``: build the journal and the notifier (``run`` always does,
     since a reload may add targets; ``once`` only when it has targets to tell).
+    ``writes_in_thread``: the writer's file system work runs in worker threads
+    (``run``: the loop keeps serving meanwhile) or on the loop (``once``; see
+    :class:`~secretsync.output.writer.OutputWriter`).
     """
 
-    def __init__(self, config: Config, metrics: Metrics, *, with_notifier: bool) -> None:
+    def __init__(
+        self, config: Config, metrics: Metrics, *, with_notifier: bool, writes_in_thread: bool
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self.journal: Journal | None = None
@@ -60,7 +65,7 @@ class Core:
             from secretsync.notify.notifier import Notifier  # noqa: PLC0415
 
             self.journal = Journal(state_dir_of(config))
-        self.writer = OutputWriter(metrics, journal=self.journal)
+        self.writer = OutputWriter(metrics, journal=self.journal, in_thread=writes_in_thread)
         if self.journal is not None:
             self.notifier = Notifier(
                 config, metrics=metrics, journal=self.journal, directory_of=self.writer.directory

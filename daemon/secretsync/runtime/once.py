@@ -37,7 +37,8 @@ async def dry_run(config: Config, *, source: SecretSource | None = None) -> list
 
     metrics = NullMetrics()
     async with contextlib.AsyncExitStack() as stack:
-        secrets = await Core(config, metrics, with_notifier=False).open_source(stack, source)
+        core = Core(config, metrics, with_notifier=False, writes_in_thread=False)
+        secrets = await core.open_source(stack, source)
         writer = OutputWriter(metrics, locking=False)
         return await plan(Syncer(config, secrets, writer, metrics=metrics))
 
@@ -54,7 +55,14 @@ async def run_once(
     128 + signal when stopped by a signal. Raises StartupError (exit 2)."""
     # nothing scrapes the metrics of one pass: by default they go nowhere (and
     # prometheus_client is never imported)
-    core = Core(config, metrics or NullMetrics(), with_notifier=notify and bool(config.notify))
+    # the writes run on the loop: `once` serves nothing while it writes, and a thread
+    # per write costs a GIL hand-over at each of its system calls
+    core = Core(
+        config,
+        metrics or NullMetrics(),
+        with_notifier=notify and bool(config.notify),
+        writes_in_thread=False,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals.attach(loop, lambda _signum, _forced: stop.set(), lambda: None)

@@ -86,7 +86,7 @@ class Runtime:
         self._reload_settle = (reload_settle_s, reload_settle_max_s)
         self._retry_base_s = retry_base_s
         self.supervisor = Supervisor(self.metrics, retry_base_s=retry_base_s)
-        self.core = Core(config, self.metrics, with_notifier=True)
+        self.core = Core(config, self.metrics, with_notifier=True, writes_in_thread=True)
         self.journal, self.writer = self.core.journal, self.core.writer
         assert self.core.notifier is not None
         self.notifier: Notifier = self.core.notifier
