@@ -256,6 +256,16 @@ def modules_at_exit(*args: str) -> set[str]:
     return set(eval(line.removeprefix("MODULES ")))
 
 
+@pytest.mark.slow
+def test_check_imports_nothing_its_start_does_not_use() -> None:
+    # argparse's stock help formatter imports shutil (and bz2, lzma) at every parser;
+    # textwrap is for --help, configparser for a region from the AWS config file
+    modules = modules_at_exit("check", "-c", str(REPO / "sync.yaml.example"))  # has aws.region
+
+    assert "secretsync.config.model" in modules  # it did the work
+    assert {"shutil", "bz2", "lzma", "textwrap", "configparser"} & modules == set()
+
+
 def _unused_by_once(modules: set[str]) -> set[str]:
     unused: tuple[str, ...] = ("prometheus_client", "aioboto3", "boto3", "secretsync.serve")
     unused += ("secretsync.push", "secretsync.runtime.watch", "secretsync.runtime.inotify")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import textwrap
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -110,9 +109,52 @@ def _positive_duration(text: str) -> float:
     return value
 
 
+def _columns() -> int:
+    """The terminal's width as :func:`shutil.get_terminal_size` finds it: ``$COLUMNS``,
+    else the width of the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help layout, made cheap to build: a description is wrapped at 79
+    columns, examples (text with line breaks) are kept as written.
+
+    argparse builds a formatter at every ``add_argument`` (to check the metavar) and
+    the stock one imports :mod:`shutil` (with bz2 and lzma) for the terminal's width:
+    ≈ 5 ms of ``check``'s start. This one asks the terminal itself.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(
+            prog, indent_increment, max_help_position, _columns() - 2 if width is None else width
+        )
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:  # examples: laid out as written
+            return super()._fill_text(text, width, indent)
+        import textwrap  # noqa: PLC0415 (only --help needs it)
+
+        return textwrap.fill(text, 79, initial_indent=indent, subsequent_indent=indent)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand (global options work before or after it)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     common.add_argument(
         "--log-level",
         choices=LOG_LEVELS,
@@ -126,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: console on a TTY, JSON lines otherwise; under json every fatal error "
         "is a JSON log line too (default: $SECRETSYNC_LOG_FORMAT, else auto)",
     )
-    with_config = argparse.ArgumentParser(add_help=False)
+    with_config = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     with_config.add_argument(
         "-c",
         "--config",
@@ -138,11 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="secretsync",
         description="Keep Java client.properties files in step with AWS Secrets Manager.",
         parents=[common],
+        formatter_class=_Formatter,
     )
     parser.add_argument("-V", "--version", action="version", version=f"secretsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", parents=[common, with_config], help="run the daemon")
+    run = sub.add_parser(
+        "run", parents=[common, with_config], help="run the daemon", formatter_class=_Formatter
+    )
     run.add_argument(
         "--no-watch",
         action="store_true",
@@ -150,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     once = sub.add_parser(
-        "once", parents=[common, with_config], help="sync every output once, then exit"
+        "once",
+        parents=[common, with_config],
+        help="sync every output once, then exit",
+        formatter_class=_Formatter,
     )
     once.add_argument(
         "--dry-run",
@@ -160,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--no-notify", action="store_true", help="do not tell dependent processes")
 
     check = sub.add_parser(
-        "check", parents=[common, with_config], help="validate the config and exit"
+        "check",
+        parents=[common, with_config],
+        help="validate the config and exit",
+        formatter_class=_Formatter,
     )
     check.add_argument(
         "--online",
@@ -173,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         parents=[common],
         help="the whole loop against an embedded local Secrets Manager (no AWS account)",
+        formatter_class=_Formatter,
     )
     demo.add_argument("--dir", type=Path, default=Path("secretsync-demo"), help="work directory")
     demo.add_argument(
@@ -183,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="rotation period, e.g. 15s or 1m (default 15s)",
     )
     demo.add_argument("--port", type=int, default=9464, help="metrics port on 127.0.0.1")
-    client = argparse.ArgumentParser(add_help=False)
+    client = argparse.ArgumentParser(add_help=False, formatter_class=_Formatter)
     client.add_argument(
         "--cacert",
         metavar="FILE",
@@ -206,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "health",
         parents=[common, with_config, client],
         help="exit 0 if the daemon's /healthz answers 200 (container HEALTHCHECK)",
+        formatter_class=_Formatter,
     )
     health.add_argument(
         "--url", help="health URL (default: from the config's metrics.listen, else port 9464)"
@@ -215,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, with_config, client],
         help="outputs, versions and targets of a running daemon; exit 0 when all current "
         "and applied",
+        formatter_class=_Formatter,
     )
     status.add_argument(
         "--url", help="status URL (default: from the config's metrics.listen, else port 9464)"
@@ -228,10 +282,8 @@ def _describe(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Give each subcommand its description and examples (:data:`HELP`), laid out as written."""
     for name, parser in sub.choices.items():
         description, epilog = HELP.get(name, ("", None))
-        # raw, so the examples keep their lines; the description is wrapped here instead
-        parser.description = textwrap.fill(description, 79) or None
+        parser.description = description or None  # wrapped by _Formatter
         parser.epilog = epilog
-        parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _log_options(args: argparse.Namespace) -> str | None:

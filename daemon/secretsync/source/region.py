@@ -8,7 +8,6 @@ profile in the AWS config file.
 
 from __future__ import annotations
 
-import configparser
 import os
 from collections.abc import Mapping
 
@@ -38,6 +37,8 @@ def region_from_config_file(path: str, profile: str) -> str | None:
     default profile and ``[profile NAME]`` otherwise, as in the AWS CLI. A
     missing, unreadable, oversized or malformed file gives None, never an error.
     """
+    import configparser  # noqa: PLC0415 (≈ 2 ms of `check`'s start when aws.region is set)
+
     try:
         with open(path, "rb") as stream:
             data = stream.read(MAX_AWS_CONFIG_BYTES + 1)
