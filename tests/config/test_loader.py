@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,32 @@ def test_syntax_errors_keep_their_line_and_column() -> None:
 def test_python_tags_are_refused() -> None:
     with pytest.raises(ConfigError, match="YAML syntax error"):
         load_yaml("x: !!python/object/apply:os.getcwd []\n")
+
+
+def test_the_seeded_non_printable_class_matches_exactly_what_pyyaml_s_own_would() -> None:
+    every_code_point = "".join(map(chr, range(sys.maxunicode + 1)))
+    # re.UNICODE (the default of a str pattern) gives another cache key: compiled afresh
+    pyyaml_own = re.compile(yamlload.PYYAML_NON_PRINTABLE, re.UNICODE)
+    seeded = re.compile(yamlload.NON_PRINTABLE)
+    assert pyyaml_own is not seeded
+    refused = [m.start() for m in pyyaml_own.finditer(every_code_point)]
+    assert [m.start() for m in seeded.finditer(every_code_point)] == refused
+    assert 0 in refused and 0xFFFE in refused and 0x41 not in refused  # not vacuous
+
+
+@pytest.mark.slow
+def test_pyyaml_s_reader_holds_the_seeded_class_so_its_import_skips_the_slow_compile() -> None:
+    # in a fresh interpreter: here PyYAML may have been imported before the loader
+    probe = (
+        "import secretsync.config.loader as loader, yaml.reader\n"
+        "print(yaml.reader.Reader.NON_PRINTABLE.pattern == loader.NON_PRINTABLE)\n"
+        "try:\n"
+        "    yaml.reader.Reader('a: \\x07')\n"
+        "except yaml.reader.ReaderError:\n"
+        "    print('refused')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    # the pure-Python reader holds the seeded class and still refuses what YAML refuses
+    assert result.stdout.split() == ["True", "refused"]
