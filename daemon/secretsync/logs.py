@@ -326,7 +326,7 @@ def configure(level: str = "info", fmt: LogFormat = "auto", stream: TextIO | Non
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),  # one write per line
         cache_logger_on_first_use=False,
     )
 
