@@ -166,13 +166,15 @@ class OutputLock:
     def lock_path(self) -> Path:
         return self.directory / lock_name(self.path.name)
 
-    def acquire(self) -> None:
+    def acquire(self, dir_fd: int | None = None) -> None:
         """Take the lock without waiting. Raises LockRefused (held by another process,
         not a regular file, no file descriptor left), or OSError when the lock file cannot
-        be made (the directory is not writable: the write would fail the same way)."""
+        be made (the directory is not writable: the write would fail the same way).
+        ``dir_fd``: a handle the caller holds on the lock's directory (from
+        :func:`open_dir`, ``create=True``), used instead of walking to it again."""
         with self._mutex:
             if self._fd is None:
-                self._fd = self._take()
+                self._fd = self._take(dir_fd)
                 self._released = False
 
     def ensure(self, dir_fd: int | None = None) -> str | None:

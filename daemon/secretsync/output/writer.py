@@ -118,26 +118,20 @@ class OutputWriter:
             if path.parent not in parents:
                 parents[path.parent] = real_dir(path)
         dirs = {path: parents[path.parent] for path in new}
+        groups: dict[Path, list[Path]] = {}
+        for path in new:
+            groups.setdefault(dirs[path], []).append(path)
         try:
-            for path in new:
-                lock = OutputLock(path, dirs[path])
-                if self.locking:
-                    try:
-                        lock.acquire()
-                    except LockRefused:
-                        raise
-                    except OSError as exc:
-                        # not a conflict: the directory cannot be written now (a
-                        # read-only volume); the lock is taken before the first write
-                        self._log.warning(
-                            "output_lock_unavailable",
-                            path=str(path),
-                            error=exc.strerror,
-                            retry="before each write",
-                        )
-                    else:
-                        taken.append(lock)
-                self._locks[path] = lock
+            for directory, group in groups.items():
+                # one walk to each directory serves all its locks (one handle open at a time)
+                with _handle_if(self.locking, directory) as dir_fd:
+                    for path in group:
+                        lock = OutputLock(path, directory)
+                        if self.locking:
+                            self._acquire(lock, dir_fd)
+                        self._locks[path] = lock
+                        if lock.held:
+                            taken.append(lock)
         except BaseException:
             for lock in taken:
                 lock.release()
@@ -156,6 +150,22 @@ class OutputWriter:
                     "stale_temp_files_removed", directory=str(directory), count=len(removed)
                 )
         return new
+
+    def _acquire(self, lock: OutputLock, dir_fd: int | None) -> None:
+        """Take ``lock`` at start; a directory that cannot be written now is no refusal."""
+        try:
+            lock.acquire(dir_fd)
+        except LockRefused:
+            raise
+        except OSError as exc:
+            # not a conflict: the directory cannot be written now (a read-only volume);
+            # the lock is taken before the first write
+            self._log.warning(
+                "output_lock_unavailable",
+                path=str(lock.path),
+                error=exc.strerror,
+                retry="before each write",
+            )
 
     def unmanage(self, paths: Iterable[Path]) -> None:
         """Stop managing ``paths`` (removed by a reload): release their locks."""
@@ -350,6 +360,18 @@ class OutputWriter:
         """Wait until every write in flight has finished and been committed."""
         while self._inflight:
             await asyncio.wait(set(self._inflight))
+
+
+@contextlib.contextmanager
+def _handle_if(wanted: bool, directory: Path) -> Iterator[int | None]:
+    """A handle on ``directory`` (made if missing) when ``wanted``; None when not, or when
+    the walk fails (each lock then walks again, and says why)."""
+    with contextlib.ExitStack() as stack:
+        dir_fd: int | None = None
+        if wanted:
+            with contextlib.suppress(OSError):
+                dir_fd = stack.enter_context(open_dir(directory, create=True))
+        yield dir_fd
 
 
 @contextlib.contextmanager
