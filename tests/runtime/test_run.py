@@ -227,7 +227,12 @@ def test_a_kill_during_settle_is_delivered_exactly_once_after_restart(
 
     moto.rotate(KAFKA_ID, kafka_secret(password="CANARY-killed-in-settle"))
     kafka_file = out / "client.properties"
-    wait_until(lambda: "CANARY-killed-in-settle" in kafka_file.read_text(), 20, "the rotation")
+    # every output of the secret: the pass writes them one after the other, and a kill
+    # between two of them leaves the second daemon one to write
+    fed = (kafka_file, out / "combined.properties")
+    wait_until(
+        lambda: all("CANARY-killed-in-settle" in f.read_text() for f in fed), 20, "the rotation"
+    )
     first.proc.kill()  # within `settle`: the app was not told yet
     first.proc.wait(timeout=10)
     assert len(lines(calls)) == 1
