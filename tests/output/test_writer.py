@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from secretsync.config.model import OutputConfig, parse_config
 from secretsync.metrics import Metrics
 from secretsync.output.files import WriteError
 from secretsync.output.journal import Journal
@@ -39,6 +40,14 @@ def writers() -> Any:
         writer.close()
 
 
+def output_with_a_target(tmp_path: Path) -> OutputConfig:
+    """An output under ``tmp_path`` with one notify target (its writes are journalled)."""
+    data = config_data(tmp_path)
+    data["notify"] = {"app": {"command": ["true"]}}
+    data["outputs"][0]["notify"] = ["app"]
+    return parse_config(data).outputs[0]
+
+
 class SlowJournal(Journal):
     """A journal whose record() waits for the test: the write is held just before its rename."""
 
@@ -56,12 +65,7 @@ class SlowJournal(Journal):
 async def test_a_write_in_flight_finishes_and_is_recorded_when_its_caller_is_cancelled(
     tmp_path: Path, writers: Any
 ) -> None:
-    data = config_data(tmp_path)
-    data["notify"] = {"app": {"command": ["true"]}}
-    data["outputs"][0]["notify"] = ["app"]
-    from secretsync.config.model import parse_config  # noqa: PLC0415
-
-    out = parse_config(data).outputs[0]
+    out = output_with_a_target(tmp_path)
     journal = SlowJournal()
     writer = writers(journal=journal)
     writer.manage([out.path])
@@ -236,12 +240,7 @@ async def test_a_lock_file_replaced_under_the_daemon_is_taken_again_before_a_wri
 async def test_a_journal_that_cannot_be_written_costs_crash_safety_not_the_write(
     tmp_path: Path, writers: Any, log_buffer: io.StringIO
 ) -> None:
-    data = config_data(tmp_path)
-    data["notify"] = {"app": {"command": ["true"]}}
-    data["outputs"][0]["notify"] = ["app"]
-    from secretsync.config.model import parse_config  # noqa: PLC0415
-
-    out = parse_config(data).outputs[0]
+    out = output_with_a_target(tmp_path)
     journal = Journal()
     pending = journal.location(out.path, tmp_path)
     plant(pending, "directory")
@@ -307,12 +306,7 @@ class ThreadNotingJournal(Journal):
 async def test_a_write_runs_in_a_worker_thread_or_on_the_loop_as_asked(
     tmp_path: Path, writers: Any, in_thread: bool
 ) -> None:
-    data = config_data(tmp_path)
-    data["notify"] = {"app": {"command": ["true"]}}
-    data["outputs"][0]["notify"] = ["app"]
-    from secretsync.config.model import parse_config  # noqa: PLC0415
-
-    out = parse_config(data).outputs[0]
+    out = output_with_a_target(tmp_path)
     journal = ThreadNotingJournal()
     writer = writers(journal=journal, in_thread=in_thread)
     writer.manage([out.path])
