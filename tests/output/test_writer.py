@@ -313,7 +313,7 @@ async def test_a_write_runs_in_a_worker_thread_or_on_the_loop_as_asked(
     state = OutputState(out)
 
     written = await writer.write(state, b"k=v1\n", {"s": "v1"})
-    os.chmod(out.path, 0o644)  # drift: a repair takes the same road
+    os.chmod(out.path, 0o644)  # drift: a repair goes through the same _blocking step
     assert await writer.repair(state)
 
     assert written is not None

@@ -9,15 +9,16 @@ that succeeds, and a lock file replaced under us is taken again, or the write
 is refused. A journal that cannot record a write costs that notification's
 crash-safety, never the write.
 
-A write runs in a thread (fsync can take a while, and the daemon must keep
-answering health checks and push events meanwhile), or, for a command that
-has nothing else to serve (``once``), on the loop itself: a thread hands the
-GIL back and forth with the loop at each of a write's ≈ 20 system calls, which
-at 1,000 outputs costs more CPU than the overlap saves. Either way it runs
-inside a task that is shielded from cancellation: once started, it finishes, and what it wrote is
-committed (``last_bytes``, metrics, the notification journal, the
-list :meth:`take_written` hands over) even if the cycle that asked for it is cancelled by a
-shutdown. :meth:`drain` waits for those.
+A write runs in a worker thread (``run``: fsync can take a while, and the
+daemon must keep answering health checks and push events meanwhile), or on
+the loop itself for a command that serves nothing while it writes (``once``):
+a thread hands the GIL back and forth with the loop at each of a write's ≈ 20
+system calls, which at 1,000 outputs costs more CPU than the overlap saves.
+Either way it runs inside a task that is shielded from cancellation: once
+started, it finishes, and what it wrote is committed (``last_bytes``, metrics,
+the notification journal, the list :meth:`take_written` hands over) even if
+the cycle that asked for it is cancelled by a shutdown. :meth:`drain` waits
+for those.
 """
 
 from __future__ import annotations
