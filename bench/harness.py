@@ -89,7 +89,7 @@ class Paired:
     """Interleaved runs of two commands: each side's median and spread, and the ratio.
 
     The ratio is the median of the per-pair ratios (a run of a over the run of b
-    right after it), so a slow spell of the shared machine lands on both sides of
+    next to it), so a slow spell of the shared machine lands on both sides of
     the pairs it touches instead of on one side's median.
     """
 
@@ -121,21 +121,28 @@ class Paired:
 def paired(
     a: Sequence[str], b: Sequence[str], runs: int, before: Callable[[], None] | None = None
 ) -> Paired:
-    """``runs`` pairs of runs, a then b, after one warm-up of each; ``before`` runs before each."""
-    if before:
-        before()
-    wall_s(a)
-    if before:
-        before()
-    wall_s(b)
+    """``runs`` pairs of runs after one warm-up of each; ``before`` runs before each run.
+
+    The pairs alternate their order (a then b, b then a, …): what one run leaves
+    behind for the next (write-back of the files it wrote, a warmed cache) falls
+    on each side as often as on the other (within one pair), instead of always on b.
+    """
+
+    def timed(argv: Sequence[str]) -> float:
+        if before:
+            before()
+        return wall_s(argv)
+
+    timed(a)
+    timed(b)
     times_a, times_b = [], []
-    for _ in range(runs):
-        if before:
-            before()
-        times_a.append(wall_s(a))
-        if before:
-            before()
-        times_b.append(wall_s(b))
+    for n in range(runs):
+        if n % 2:
+            times_b.append(timed(b))
+            times_a.append(timed(a))
+        else:
+            times_a.append(timed(a))
+            times_b.append(timed(b))
     return Paired(tuple(times_a), tuple(times_b))
 
 
