@@ -199,9 +199,10 @@ class OutputWriter:
         lock: list[str | None],
         before_replace: Callable[[int], None] | None,
     ) -> WriteResult:
-        """In a thread: make sure ``out``'s lock is held (how, into ``lock[0]``), then
-        :func:`write_if_changed`. One walk to the directory serves both (each walk is a
-        system call per component, and each call in a thread a GIL hand-over)."""
+        """Blocking (where :meth:`_blocking` runs it): make sure ``out``'s lock is held
+        (how, into ``lock[0]``), then :func:`write_if_changed`. One walk to the directory
+        serves both (each walk is a system call per component, and each call in a thread
+        a GIL hand-over)."""
         with _open_write_dir(out.path, directory) as dir_fd:
             lock[0] = self._ensure_lock(out.path, dir_fd)
             return write_if_changed(
